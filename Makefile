@@ -1,0 +1,37 @@
+# Every target sets itself up: a fresh machine needs only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+EXTRAS := ingest,process,query,local,dev
+STAMP  := $(VENV)/.installed
+
+.PHONY: dev test lint bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c requirements.lock -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/topup dev
+
+lint: $(STAMP)
+	$(BIN)/ruff check services tests loadtest
+	$(BIN)/ruff format --check services tests loadtest
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m loadtest.bench
+
+# Re-pin every transitive dependency after changing pyproject.toml.
+lock:
+	rm -rf /tmp/topup-lock && $(PYTHON) -m venv /tmp/topup-lock
+	/tmp/topup-lock/bin/pip install --quiet --disable-pip-version-check '.[$(EXTRAS)]'
+	/tmp/topup-lock/bin/pip freeze --exclude topup-analytics > requirements.lock
+
+clean:
+	rm -rf $(VENV) .topup .pytest_cache .mypy_cache .ruff_cache

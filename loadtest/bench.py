@@ -1,0 +1,113 @@
+"""`make bench`: every stage's benchmark beside its baseline, measured in the same run.
+
+Writes `loadtest/results/latest.json` and prints a table. `--quick` (the default under CI) keeps
+each run CI-sized; `--full` gives the README's numbers. Each benchmark reports ratios against a
+baseline measured in the same run, never a wall-clock pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from topup.database import connect, migrate
+from topup.ids import new_id
+from topup.local.embedded_postgres import database
+from topup.settings import load_settings
+
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+
+Benchmark = Callable[[str, bool], Awaitable[dict[str, Any]]]
+
+
+async def raw_copy(database_url: str, full: bool) -> dict[str, Any]:
+    """Rows/s of a plain asyncpg COPY of event rows: the ceiling process is compared with."""
+    rows_total = 1_000_000 if full else 100_000
+    conn = await connect(database_url)
+    try:
+        await migrate(conn)
+        await conn.execute("SELECT topup_create_partitions(current_date, current_date)")
+        site = new_id()
+        now = datetime.now(UTC)
+        rows = [
+            (new_id(), site, now, i // 5, None, "pageview", "example.com", f"/page/{i % 50}", None)
+            for i in range(rows_total)
+        ]
+        columns = [
+            "event_id", "site_id", "ts", "session_id", "visitor_id", "name", "hostname",
+            "pathname", "props",
+        ]  # fmt: skip
+        started = time.perf_counter()
+        await conn.copy_records_to_table("events", records=rows, columns=columns)
+        elapsed = time.perf_counter() - started
+        await conn.execute("DELETE FROM events WHERE site_id = $1", site)
+    finally:
+        await conn.close()
+    return {
+        "rows": rows_total,
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round(rows_total / elapsed),
+    }
+
+
+BENCHMARKS: dict[str, Benchmark] = {"postgres_raw_copy": raw_copy}
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "system": platform.platform(),
+    }
+
+
+async def run_all(database_url: str, full: bool, only: list[str] | None) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name, bench in BENCHMARKS.items():
+        if only and name not in only:
+            continue
+        results[name] = await bench(database_url, full)
+        print(f"{name:<28} {json.dumps(results[name])}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--full", action="store_true", help="README-sized runs")
+    mode.add_argument("--quick", action="store_true", help="CI-sized runs (default)")
+    parser.add_argument("--only", nargs="*", help="run only these benchmarks")
+    args = parser.parse_args()
+    settings = load_settings()
+    with contextlib.ExitStack() as stack:
+        if settings.database_url is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="topup-bench-"))
+            settings = load_settings(data_dir=tmp)
+        ready = stack.enter_context(database(settings))
+        assert ready.database_url is not None
+        results = asyncio.run(run_all(ready.database_url, args.full, args.only))
+    report = {
+        "mode": "full" if args.full else "quick",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "results": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

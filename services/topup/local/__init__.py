@@ -1,0 +1,1 @@
+"""The laptop column of DESIGN.md: embedded Postgres, the local router and `topup dev`."""

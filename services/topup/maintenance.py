@@ -1,0 +1,69 @@
+"""`topup maintain`: upcoming day partitions, retention, and the daily visitor-hash salts."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+import msgspec
+
+PARTITION_DAYS_AHEAD = 7
+
+
+class MaintenanceReport(msgspec.Struct, frozen=True):
+    partitions_created: int
+    partitions_dropped: list[str]
+    salts_created: int
+    salts_deleted: int
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+async def ensure_partitions(conn: asyncpg.Connection, first: date, last: date) -> int:
+    """Create the day partitions of both event tables from `first` to `last`, inclusive."""
+    return int(await conn.fetchval("SELECT topup_create_partitions($1, $2)", first, last))
+
+
+async def drop_expired_partitions(
+    conn: asyncpg.Connection, retention_days: int, today: date
+) -> list[str]:
+    """Drop day partitions older than `retention_days` before `today`."""
+    keep_from = today - timedelta(days=retention_days)
+    return [r[0] for r in await conn.fetch("SELECT topup_drop_partitions($1)", keep_from)]
+
+
+async def rotate_salts(conn: asyncpg.Connection, today: date) -> tuple[int, int]:
+    """Make sure today's and tomorrow's salts exist; delete salts of days before yesterday.
+
+    A day's salt lives from its creation to the end of the next day (yesterday's is kept so a
+    session that crosses midnight keeps its visitor id), so none outlives 48 hours of use.
+    """
+    created = 0
+    for day in (today, today + timedelta(days=1)):
+        inserted = await conn.fetchval(
+            """INSERT INTO salts (day, salt) VALUES ($1, $2)
+               ON CONFLICT (day) DO NOTHING RETURNING day""",
+            day,
+            os.urandom(32),
+        )
+        created += inserted is not None
+    deleted = await conn.fetch(
+        "DELETE FROM salts WHERE day < $1 RETURNING day", today - timedelta(days=1)
+    )
+    return created, len(deleted)
+
+
+async def maintain(
+    conn: asyncpg.Connection, *, retention_days: int, today: date | None = None
+) -> MaintenanceReport:
+    today = utc_today() if today is None else today
+    async with conn.transaction():
+        created = await ensure_partitions(
+            conn, today - timedelta(days=1), today + timedelta(days=PARTITION_DAYS_AHEAD)
+        )
+        dropped = await drop_expired_partitions(conn, retention_days, today)
+        salts_created, salts_deleted = await rotate_salts(conn, today)
+    return MaintenanceReport(created, dropped, salts_created, salts_deleted)

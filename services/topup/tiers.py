@@ -1,0 +1,83 @@
+"""The privacy tiers: one place that knows what each tier may keep."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Tier(enum.StrEnum):
+    """A site's privacy tier, from least to most collected (DESIGN.md, "Privacy tiers")."""
+
+    BANNER_FREE = "banner_free"
+    PRIVACY_POLICY = "privacy_policy"
+    FULL = "full"
+
+
+DEFAULT_TIER = Tier.BANNER_FREE
+
+# Fields every tier keeps. Session-level fields are stored once per session in `initial_events`.
+_BASICS = frozenset(
+    {
+        "name",
+        "pathname",
+        "hostname",
+        "country",
+        "region",
+        "device",
+        "browser",
+        "os",
+        "referrer",
+        "referrer_source",
+        "channel",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_content",
+        "utm_term",
+    }
+)
+_PRIVACY_POLICY = _BASICS | {
+    "visitor_id",
+    "props",
+    "city",
+    "timezone",
+    "browser_version",
+    "os_version",
+    "screen",
+}
+_FULL = _PRIVACY_POLICY | {"distinct_id", "full_referrer", "device_model", "device_manufacturer"}
+
+TIER_FIELDS: dict[Tier, frozenset[str]] = {
+    Tier.BANNER_FREE: _BASICS,
+    Tier.PRIVACY_POLICY: frozenset(_PRIVACY_POLICY),
+    Tier.FULL: frozenset(_FULL),
+}
+
+# Every field any tier may keep; `allowed_fields` must be a subset of the site's tier.
+ALL_FIELDS: frozenset[str] = TIER_FIELDS[Tier.FULL]
+
+
+class UnknownTierError(ValueError):
+    """A tier name that is not one of `Tier`."""
+
+
+def parse_tier(value: str) -> Tier:
+    """Turn a user-supplied tier name into a `Tier`, with a message that lists the valid ones."""
+    try:
+        return Tier(value)
+    except ValueError:
+        valid = ", ".join(t.value for t in Tier)
+        raise UnknownTierError(f"unknown tier {value!r} (expected one of: {valid})") from None
+
+
+def kept_fields(tier: Tier, allowed_fields: list[str] | None) -> frozenset[str]:
+    """The fields a site keeps: its tier's fields, narrowed by `allowed_fields` when set."""
+    fields = TIER_FIELDS[tier]
+    return fields if allowed_fields is None else fields & frozenset(allowed_fields)
+
+
+def check_allowed_fields(tier: Tier, allowed_fields: list[str]) -> None:
+    """Reject fields the tier does not collect, so a site cannot widen its tier by narrowing."""
+    extra = sorted(set(allowed_fields) - TIER_FIELDS[tier])
+    if extra:
+        raise ValueError(f"fields not collected by tier {tier.value}: {', '.join(extra)}")

@@ -1,0 +1,108 @@
+import asyncio
+from datetime import date, timedelta
+
+import pytest
+from topup.database import Migration, MigrationChangedError, bundled_migrations, connect, migrate
+from topup.maintenance import maintain
+
+
+async def test_fresh_database_gets_every_migration_then_nothing(postgres_server_url, db):
+    # `db` is cloned from a migrated template: a second run has nothing to do.
+    assert await migrate(db) == []
+    versions = [
+        r["version"] for r in await db.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+    ]
+    assert versions == [m.version for m in bundled_migrations()]
+
+
+async def test_migrate_twice_and_concurrently_applies_each_migration_once(postgres_server_url):
+    from tests.conftest import database_url_for
+
+    admin = await connect(postgres_server_url)
+    await admin.execute("DROP DATABASE IF EXISTS migrate_race WITH (FORCE)")
+    await admin.execute("CREATE DATABASE migrate_race")
+    url = database_url_for(postgres_server_url, "migrate_race")
+    try:
+        conns = [await connect(url) for _ in range(3)]
+        results = await asyncio.gather(*(migrate(c) for c in conns))
+        applied = sorted(len(r) for r in results)
+        assert applied == [0, 0, len(bundled_migrations())]
+        assert await migrate(conns[0]) == []
+        count = await conns[0].fetchval("SELECT count(*) FROM schema_migrations")
+        assert count == len(bundled_migrations())
+        for c in conns:
+            await c.close()
+    finally:
+        await admin.execute("DROP DATABASE IF EXISTS migrate_race WITH (FORCE)")
+        await admin.close()
+
+
+async def test_an_edited_migration_is_refused(db):
+    first = bundled_migrations()[0]
+    edited = Migration(first.version, first.name, first.sql + "\n-- edited")
+    with pytest.raises(MigrationChangedError, match="add a new numbered migration"):
+        await migrate(db, [edited])
+
+
+async def test_a_failing_migration_leaves_nothing_half_applied(db):
+    broken = Migration(9999, "broken", "CREATE TABLE half_done (x int); SELECT 1/0;")
+    with pytest.raises(Exception, match="division by zero"):
+        await migrate(db, [*bundled_migrations(), broken])
+    assert await db.fetchval("SELECT to_regclass('half_done')") is None
+    assert await db.fetchval("SELECT count(*) FROM schema_migrations WHERE version = 9999") == 0
+
+
+async def test_maintain_creates_upcoming_partitions_and_drops_expired_ones(db):
+    today = date(2026, 11, 26)
+    await db.execute("SELECT topup_create_partitions($1, $2)", today - timedelta(days=40), today)
+    report = await maintain(db, retention_days=35, today=today)
+    names = {
+        r["relname"]
+        for r in await db.fetch(
+            """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+               JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'"""
+        )
+    }
+    assert "events_p20261203" in names  # a week ahead
+    assert "events_p20261022" in names  # the oldest day kept: today - 35
+    assert "events_p20261021" not in names
+    assert "events_p20261017" not in names
+    assert "events_p20261017" in report.partitions_dropped
+    assert "initial_events_p20261017" in report.partitions_dropped
+    assert len(report.partitions_dropped) == 2 * 5
+    again = await maintain(db, retention_days=35, today=today)
+    assert again.partitions_created == 0
+    assert again.partitions_dropped == []
+
+
+async def test_events_land_in_their_day_partition(db):
+    await db.execute("SELECT topup_create_partitions('2026-11-26', '2026-11-26')")
+    await db.execute(
+        """INSERT INTO events (event_id, site_id, ts, session_id, name, hostname, pathname)
+           VALUES (gen_random_uuid(), gen_random_uuid(), '2026-11-26 23:59:59+00', 1,
+                   'pageview', 'example.com', '/')"""
+    )
+    assert await db.fetchval("SELECT count(*) FROM events_p20261126") == 1
+    with pytest.raises(Exception, match="no partition"):
+        await db.execute(
+            """INSERT INTO events (event_id, site_id, ts, session_id, name, hostname, pathname)
+               VALUES (gen_random_uuid(), gen_random_uuid(), '2027-06-01 00:00:00+00', 1,
+                       'pageview', 'example.com', '/')"""
+        )
+
+
+async def test_salts_rotate_and_none_outlives_two_days(db):
+    today = date(2026, 11, 26)
+    await db.execute(
+        "INSERT INTO salts (day, salt) VALUES ($1, $2), ($3, $2), ($4, $2)",
+        today - timedelta(days=3),
+        b"x" * 32,
+        today - timedelta(days=2),
+        today - timedelta(days=1),
+    )
+    report = await maintain(db, retention_days=35, today=today)
+    days = [r["day"] for r in await db.fetch("SELECT day FROM salts ORDER BY day")]
+    assert days == [today - timedelta(days=1), today, today + timedelta(days=1)]
+    assert report.salts_created == 2 and report.salts_deleted == 2
+    salts = [r["salt"] for r in await db.fetch("SELECT salt FROM salts WHERE day >= $1", today)]
+    assert len(set(salts)) == 2 and all(len(s) == 32 for s in salts)

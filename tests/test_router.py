@@ -1,0 +1,60 @@
+"""The local router sends each path where CloudFront sends it in AWS."""
+
+from urllib.parse import urlsplit
+
+import pytest
+from topup.local.devstack import build_router
+
+from tests.conftest import LiveServer
+
+
+@pytest.mark.parametrize(
+    ("path", "service", "seen_as"),
+    [
+        ("/api/event", "ingest", "/api/event"),
+        ("/js/script.js", "ingest", "/js/script.js"),
+        ("/firehose", "process", "/firehose"),
+        ("/", "query", "/"),
+        ("/api/query", "query", "/api/query"),
+        ("/api/events", "query", "/api/events"),
+        ("/_ingest/healthz", "ingest", "/healthz"),
+        ("/_process", "process", "/"),
+        ("/_processing/x", "query", "/_processing/x"),
+    ],
+)
+def test_routes(settings, path, service, seen_as):
+    router = build_router(settings)
+    app, seen = router.route(path)
+    assert app is router.services[service]
+    assert seen == seen_as
+
+
+async def test_health_over_http_reports_each_service(settings):
+    async with LiveServer(build_router(settings)) as server, server.client() as client:
+        answer = await client.get("/healthz")
+        assert answer.status_code == 200
+        assert answer.json()["services"] == {"ingest": True, "process": True, "query": True}
+        for service in ("ingest", "process", "query"):
+            health = (await client.get(f"/_{service}/healthz")).json()
+            assert health["service"] == service
+        assert (await client.get("/_query/healthz")).json()["database"] == "ok"
+
+
+async def test_health_is_503_when_the_database_is_gone(settings, postgres_server_url):
+    from topup.database import connect
+
+    async with LiveServer(build_router(settings)) as server, server.client() as client:
+        admin = await connect(postgres_server_url)
+        name = urlsplit(settings.database_url).path.lstrip("/")
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        try:
+            answer = await client.get("/healthz")
+            assert answer.status_code == 503
+            assert answer.json()["services"]["ingest"] is True
+            assert answer.json()["services"]["query"] is False
+        finally:
+            await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            await admin.close()
