@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 EXTRAS := ingest,process,query,local,dev
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test lint bench lock clean
+.PHONY: dev test lint bench lock tracker clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m loadtest.bench
+
+# Rebuild the committed tracker builds after editing services/ingest/tracker/script.src.js.
+tracker:
+	cd services/ingest/tracker && npm ci --no-audit --no-fund && node build.mjs
 
 # Re-pin every transitive dependency after changing pyproject.toml.
 lock:

@@ -14,6 +14,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -94,6 +95,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         data_dir=str(tmp_path / "data"),
         firehose_access_key="test-access-key",
+        # Nothing listens on the discard port: the local firehose keeps its batches spooled.
+        process_url="http://127.0.0.1:9/firehose",
     )
 
 
@@ -103,17 +106,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def loopback_server(app: Any, port: int) -> uvicorn.Server:
+    """uvicorn on 127.0.0.1 without its own signal handling or proxy-header rewriting (ingest
+    reads X-Forwarded-For itself, by its own trust rules)."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    return server
+
+
 class LiveServer:
     """An ASGI app served by uvicorn on a loopback port, in the test's event loop."""
 
     def __init__(self, app: object) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )  # type: ignore[arg-type]
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server = loopback_server(app, self.port)
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> LiveServer:
@@ -149,3 +159,53 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+class ThreadedServer:
+    """An ASGI app served by uvicorn in a thread with its own event loop, for sync tests
+    (hypothesis, browsers) that cannot share the test's loop."""
+
+    def __init__(self, app: object) -> None:
+        import threading
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = loopback_server(app, self.port)
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+class MemorySink:
+    """A buffer that keeps records in memory: the collaborator ingest writes to, so tests can
+    read exactly what would have gone to Firehose."""
+
+    def __init__(self) -> None:
+        self.records: list[bytes] = []
+        self.available = True
+
+    async def start(self) -> None:
+        pass
+
+    async def put(self, record: bytes) -> None:
+        from topup.buffer import SinkUnavailableError
+
+        if not self.available:
+            raise SinkUnavailableError("buffer unavailable (test)")
+        self.records.append(record)
+
+    async def close(self) -> None:
+        pass

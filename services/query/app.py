@@ -12,6 +12,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = load_settings() if settings is None else settings
     setup_telemetry("query")
     return Litestar(
+        logging_config=None,  # logging is the process's to configure, not the app's
         route_handlers=[health_route("query", uses_database=True)],
         lifespan=[pool_lifespan(settings)],
     )

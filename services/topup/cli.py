@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 import uuid
@@ -119,6 +120,11 @@ def main(ctx: click.Context) -> None:
         ctx.obj = load_settings()
     except SettingsError as exc:
         fail(str(exc))
+    logging.basicConfig(
+        level=ctx.obj.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for chatty in ("httpx", "pgserver"):  # a line per local delivery, per database handle
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 @main.command()

@@ -54,10 +54,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """Shared secret Firehose sends to process; `topup dev` generates one when unset."""
     process_url: str | None = None
     """Where the local firehose delivers; `topup dev` points it at its own router."""
+    buffer_gzip: bool = False
+    """Local firehose: gzip delivery bodies (`Content-Encoding: gzip`), as Firehose can."""
     buffer_max_bytes: Positive = 1024 * 1024
     buffer_max_seconds: PositiveFloat = 1.0
     trusted_proxies: list[str] = []
     """CIDRs whose `X-Forwarded-For` is believed (the client IP is the first hop)."""
+    trust_cloudfront_headers: bool = False
+    """Believe CloudFront's viewer address and geo headers (only behind CloudFront, as in AWS)."""
 
     # -- AWS
     aws_region: str = "us-east-1"

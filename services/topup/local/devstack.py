@@ -168,7 +168,9 @@ async def _serve(app: LocalRouter, host: str, port: int, on_ready: Callable[[], 
     import uvicorn
 
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False
+        )
     )
     serving = asyncio.create_task(server.serve())
     # uvicorn exposes readiness only as a flag, so poll it.

@@ -1,0 +1,62 @@
+"""Runs a Litestar app as a Lambda function (Function URL payload v2, API Gateway, ALB).
+
+Mangum 0.22 would run the app's start-up and shut-down on every invocation (lifespan "auto"):
+a new database pool and buffer client per request. Instead the app's lifespan is entered once,
+on the first invocation, on the event loop Mangum uses, and left open for the container's life;
+Lambda freezes the container between invocations and ends it without warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+from litestar import Litestar
+from mangum import Mangum
+
+
+class LambdaHandler:
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self._mangum = Mangum(cast(Any, app), lifespan="off")
+        self._lifespan: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self.started = 0  # how many times the app's start-up ran (once per container)
+        # Mangum logs each invocation at INFO; keep per-invocation logging quiet.
+        logging.getLogger("mangum").setLevel(logging.WARNING)
+
+    async def _hold_lifespan(self, ready: asyncio.Future[None]) -> None:
+        # Litestar's lifespan must be left from the task that entered it, so one task holds it.
+        try:
+            async with self.app.lifespan():
+                ready.set_result(None)
+                await self._stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    def _start_once(self) -> None:
+        if self._lifespan is not None:
+            return
+        loop = asyncio.get_event_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._lifespan = loop.create_task(self._hold_lifespan(ready))
+        try:
+            loop.run_until_complete(ready)
+        except BaseException:
+            self._lifespan = None  # the next invocation tries the start-up again
+            raise
+        self.started += 1
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self._start_once()
+        return self._mangum(event, context)
+
+    def shutdown(self) -> None:
+        """Leave the app's lifespan (tests; a Lambda container is simply frozen and ended)."""
+        if self._lifespan is not None:
+            self._stop.set()
+            asyncio.get_event_loop().run_until_complete(self._lifespan)
+            self._lifespan = None

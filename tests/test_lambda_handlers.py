@@ -1,0 +1,74 @@
+"""Each service's Lambda entry point, invoked with real Function URL payloads in a fresh process
+(as in a Lambda container: module import, then invocations on one event loop)."""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_firehose_sink import make_stream, objects_in
+
+EVENTS = Path(__file__).parent / "lambda_events"
+
+INVOKE = """
+import json, sys
+from {module} import handler
+answers = [handler(json.loads(line), None) for line in sys.stdin]
+handler.shutdown()
+print(json.dumps({{"answers": answers, "lifespans": handler.started}}))
+"""
+
+
+def invoke(module: str, events: list[dict], env: dict[str, str]) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")}
+    result = subprocess.run(
+        [sys.executable, "-c", INVOKE.format(module=module)],
+        input="\n".join(json.dumps(e) for e in events),
+        capture_output=True,
+        text=True,
+        env=clean | env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def function_url_event(**changes) -> dict:
+    event = json.loads((EVENTS / "function_url_post_event.json").read_text())
+    event.update(changes)
+    return event
+
+
+async def test_ingest_handler_answers_like_the_http_app_and_starts_once(moto_server):
+    await make_stream(moto_server, "lambda-ingest", "lambda-archive")
+    env = {
+        "TOPUP_SINK": "firehose",
+        "TOPUP_FIREHOSE_STREAM": "lambda-ingest",
+        "TOPUP_AWS_ENDPOINT_URL": moto_server,
+        "TOPUP_TRUST_CLOUDFRONT_HEADERS": "true",
+    }
+    good = function_url_event()
+    encoded = function_url_event(
+        body=base64.b64encode(good["body"].encode()).decode(), isBase64Encoded=True
+    )
+    bad = function_url_event(body='{"n": "pageview"}')
+    script = function_url_event(
+        rawPath="/js/script.js",
+        body=None,
+        requestContext=good["requestContext"]
+        | {"http": good["requestContext"]["http"] | {"method": "GET", "path": "/js/script.js"}},
+    )
+    result = invoke("ingest.handler", [good, encoded, bad, script], env)
+    first, second, third, fourth = result["answers"]
+    assert first["statusCode"] == 202 and json.loads(first["body"]) == {"accepted": 1}
+    assert second["statusCode"] == 202
+    assert third["statusCode"] == 400 and "missing page URL" in json.loads(third["body"])["error"]
+    assert fourth["statusCode"] == 200 and fourth["headers"]["content-type"].startswith(
+        "application/javascript"
+    )
+    assert result["lifespans"] == 1  # start-up ran once for four invocations
+    stored = b"".join(await objects_in(moto_server, "lambda-archive"))
+    assert stored.count(b'"url":"https://example.com/pricing"') == 2
