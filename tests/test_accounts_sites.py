@@ -2,6 +2,7 @@ import hashlib
 import uuid
 
 import pytest
+
 from topup import accounts, sites
 from topup.tiers import Tier
 

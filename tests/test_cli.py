@@ -115,9 +115,8 @@ def test_migrate_reports_nothing_to_do_on_a_migrated_database(env):
 def test_two_concurrent_migrate_processes_apply_each_migration_once(postgres_server_url):
     import asyncio
 
-    from topup.database import bundled_migrations, connect
-
     from tests.conftest import database_url_for
+    from topup.database import bundled_migrations, connect
 
     async def recreate() -> None:
         admin = await connect(postgres_server_url)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from ingest.app import create_app
+from tests.conftest import LiveServer, MemorySink
 from topup.settings import load_settings
 from topup.wire import decode_record
-
-from tests.conftest import LiveServer, MemorySink
 
 SITE = "0191f2c4-8a5e-7b7c-9f00-0a1b2c3d4e5f"
 TRACKER_DIR = Path(__file__).parent.parent / "services" / "ingest" / "tracker"

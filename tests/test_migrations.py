@@ -2,6 +2,7 @@ import asyncio
 from datetime import date, timedelta
 
 import pytest
+
 from topup.database import Migration, MigrationChangedError, bundled_migrations, connect, migrate
 from topup.maintenance import maintain
 

@@ -3,9 +3,9 @@
 from urllib.parse import urlsplit
 
 import pytest
-from topup.local.devstack import build_router
 
 from tests.conftest import LiveServer
+from topup.local.devstack import build_router
 
 
 @pytest.mark.parametrize(

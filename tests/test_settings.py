@@ -1,4 +1,5 @@
 import pytest
+
 from topup.settings import SettingsError, load_settings
 from topup.tiers import Tier
 

@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+
 from topup.telemetry import TelemetryConfigError, setup_telemetry
 
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import msgspec
+
 from topup.wire import PropValue, Revenue
 
 MAX_BODY_BYTES = 64 * 1024

@@ -38,6 +38,7 @@ def _viewer_address(value: str) -> str | None:
     return _valid_ip(host)
 
 
+@lru_cache(maxsize=4096)
 def _valid_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value.strip()))

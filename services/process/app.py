@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Litestar
+
 from topup.settings import Settings, load_settings
 from topup.telemetry import setup_telemetry
 from topup.web import health_route, pool_lifespan

@@ -105,7 +105,8 @@
 
   function topup(name, options) {
     if (name == 'consent') {
-      store('local', 'topup_distinct', options ? store('local', 'topup_distinct') || randomId() : 0);
+      // Only the full tier keeps a persistent id, and only after consent.
+      store('local', 'topup_distinct', full && options ? store('local', 'topup_distinct') || randomId() : 0);
     } else if (name == 'optout') {
       store('local', 'topup_ignore', options === false ? 0 : '1');
     } else send(name, options);
