@@ -63,6 +63,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     trust_cloudfront_headers: bool = False
     """Believe CloudFront's viewer address and geo headers (only behind CloudFront, as in AWS)."""
 
+    # -- archive
+    archive: Literal["local", "firehose"] = "local"
+    """`local`: Iceberg tables under the data folder; `firehose`: the archive delivery streams."""
+    archive_events_stream: str = "topup-archive-events"
+    archive_initial_events_stream: str = "topup-archive-initial-events"
+
     # -- AWS
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None

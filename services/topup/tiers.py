@@ -45,7 +45,15 @@ _PRIVACY_POLICY = _BASICS | {
     "os_version",
     "screen",
 }
-_FULL = _PRIVACY_POLICY | {"distinct_id", "full_referrer", "device_model", "device_manufacturer"}
+# `full_referrer` keeps the whole referrer URL instead of origin + path; `full_versions` keeps
+# browser and OS versions whole instead of the major version.
+_FULL = _PRIVACY_POLICY | {
+    "distinct_id",
+    "full_referrer",
+    "full_versions",
+    "device_model",
+    "device_manufacturer",
+}
 
 TIER_FIELDS: dict[Tier, frozenset[str]] = {
     Tier.BANNER_FREE: _BASICS,
@@ -70,10 +78,14 @@ def parse_tier(value: str) -> Tier:
         raise UnknownTierError(f"unknown tier {value!r} (expected one of: {valid})") from None
 
 
+# What an event is at all: kept whatever `allowed_fields` says.
+CORE_FIELDS = frozenset({"name", "pathname", "hostname"})
+
+
 def kept_fields(tier: Tier, allowed_fields: list[str] | None) -> frozenset[str]:
     """The fields a site keeps: its tier's fields, narrowed by `allowed_fields` when set."""
     fields = TIER_FIELDS[tier]
-    return fields if allowed_fields is None else fields & frozenset(allowed_fields)
+    return fields if allowed_fields is None else (fields & frozenset(allowed_fields)) | CORE_FIELDS
 
 
 def check_allowed_fields(tier: Tier, allowed_fields: list[str]) -> None:

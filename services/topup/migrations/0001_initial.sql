@@ -111,7 +111,7 @@ CREATE TABLE initial_events (
     entry_page          text NOT NULL,
     referrer            text,          -- origin + path (full tier: the whole URL)
     referrer_source     text,
-    channel             text NOT NULL,
+    channel             text,
     utm_source          text,
     utm_medium          text,
     utm_campaign        text,
@@ -142,6 +142,9 @@ DECLARE
     parent text;
     created integer := 0;
 BEGIN
+    -- Concurrent callers (deliveries, `topup maintain`) take turns, so none trips over a
+    -- partition another is creating.
+    PERFORM pg_advisory_xact_lock(hashtext('topup_create_partitions'));
     WHILE day <= last_day LOOP
         FOREACH parent IN ARRAY ARRAY['events', 'initial_events'] LOOP
             IF to_regclass(format('%I', parent || '_p' || to_char(day, 'YYYYMMDD'))) IS NULL THEN

@@ -1,0 +1,161 @@
+"""The archive: every accepted event, kept as Iceberg tables `events` and `initial_events`.
+
+Two adapters, chosen by `TOPUP_ARCHIVE`:
+- `LocalArchive` (`topup dev`): pyiceberg's SqlCatalog (sqlite) with a warehouse folder under
+  the data folder, one append per delivery.
+- `FirehoseArchive` (AWS): PutRecordBatch to the two archive delivery streams, which Firehose
+  writes into the Glue Iceberg tables.
+
+Layout, the same in both: partitioned by `bucket(16, site_id)` and `day(ts)`. Day partitions
+make a date range read only its days; bucketing the site (rather than one partition per site)
+keeps a small site from producing a file per day of its own while still letting a one-site
+query skip 15/16 of each day.
+
+Semantics: at least once. A delivery's archive write can succeed and its acknowledgement be lost
+(a crash, a timeout), and the retry archives it again, so the archive may hold an event twice;
+every query over the archive deduplicates by `event_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from process.rows import EventRow, InitialRow
+from topup.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "topup"
+BUCKETS = 16
+
+
+class ArchiveUnavailableError(RuntimeError):
+    """The archive did not take the rows; the delivery must be retried."""
+
+
+class Archive(Protocol):
+    async def start(self) -> None: ...
+
+    async def write(self, events: list[EventRow], initials: list[InitialRow]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def _json_row(row: EventRow | InitialRow) -> bytes:
+    """A row as the archive's JSON record: ids as strings, props as a JSON string."""
+    record = msgspec.to_builtins(msgspec.structs.asdict(row))
+    if isinstance(row, EventRow):
+        record["props"] = None if row.props is None else msgspec.json.encode(row.props).decode()
+    return msgspec.json.encode(record) + b"\n"
+
+
+class FirehoseArchive:
+    """The two archive delivery streams, re-sending records that come back failed."""
+
+    MAX_RECORDS = 500  # PutRecordBatch's limit per call
+
+    def __init__(
+        self, events_stream: str, initial_events_stream: str, *, region: str,
+        endpoint_url: str | None = None, attempts: int = 3,
+    ) -> None:  # fmt: skip
+        self.streams = {"events": events_stream, "initial_events": initial_events_stream}
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.attempts = attempts
+        self._client: Any = None
+        self._client_cm: Any = None
+
+    async def start(self) -> None:
+        import aioboto3
+
+        self._client_cm = aioboto3.Session().client(
+            "firehose", region_name=self.region, endpoint_url=self.endpoint_url
+        )
+        self._client = await self._client_cm.__aenter__()
+
+    async def _put(self, stream: str, records: list[bytes]) -> None:
+        for start in range(0, len(records), self.MAX_RECORDS):
+            pending = records[start : start + self.MAX_RECORDS]
+            for attempt in range(self.attempts):
+                try:
+                    answer = await self._client.put_record_batch(
+                        DeliveryStreamName=stream, Records=[{"Data": r} for r in pending]
+                    )
+                except Exception as exc:  # botocore raises many types; all mean "not stored"
+                    if attempt == self.attempts - 1:
+                        raise ArchiveUnavailableError(f"{stream}: {exc}") from exc
+                    await asyncio.sleep(0.1 * 2**attempt)
+                    continue
+                if answer["FailedPutCount"] == 0:
+                    break
+                pending = [
+                    r for r, result in zip(pending, answer["RequestResponses"], strict=True)
+                    if "ErrorCode" in result
+                ]  # fmt: skip
+                if attempt == self.attempts - 1:
+                    raise ArchiveUnavailableError(f"{stream}: {len(pending)} records failed")
+                await asyncio.sleep(0.1 * 2**attempt)
+
+    async def write(self, events: list[EventRow], initials: list[InitialRow]) -> None:
+        assert self._client is not None, "FirehoseArchive.start() was not awaited"
+        await self._put(self.streams["events"], [_json_row(r) for r in events])
+        if initials:
+            await self._put(self.streams["initial_events"], [_json_row(r) for r in initials])
+
+    async def close(self) -> None:
+        if self._client_cm is not None:
+            await self._client_cm.__aexit__(None, None, None)
+            self._client = self._client_cm = None
+
+
+class LocalArchive:
+    """Iceberg tables in a local warehouse, written with pyiceberg (in a worker thread: it is
+    synchronous)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tables: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        from process import iceberg_tables
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tables = iceberg_tables.open_tables(self.root)
+
+    async def write(self, events: list[EventRow], initials: list[InitialRow]) -> None:
+        try:
+            await asyncio.to_thread(self._append, events, initials)
+        except Exception as exc:
+            raise ArchiveUnavailableError(f"local archive: {type(exc).__name__}: {exc}") from exc
+
+    def _append(self, events: list[EventRow], initials: list[InitialRow]) -> None:
+        from process import iceberg_tables
+
+        if events:
+            self.tables["events"].append(iceberg_tables.to_arrow("events", events))
+        if initials:
+            self.tables["initial_events"].append(
+                iceberg_tables.to_arrow("initial_events", initials)
+            )
+
+    async def close(self) -> None:
+        self.tables = {}
+
+
+def archive_from_settings(settings: Settings) -> Archive:
+    if settings.archive == "firehose":
+        return FirehoseArchive(
+            settings.archive_events_stream,
+            settings.archive_initial_events_stream,
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+        )
+    return LocalArchive(Path(settings.data_dir) / "archive")

@@ -1,0 +1,146 @@
+"""One Firehose delivery, end to end: decode, run every event through the pipeline, write to
+Postgres, then to the archive. The HTTP handler in `app.py` is a thin shell around this."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+from opentelemetry import trace
+
+from process import pipeline, store
+from process.archive import Archive
+from process.drops import DropReason
+from process.site_directory import SiteDirectory
+from process.visitors import Salts
+from topup.wire import DeliveryRequest, IngestedEvent, decode_record
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("topup.process")
+
+MAX_DECOMPRESSED_BYTES = 128 * 1024 * 1024  # Firehose buffers at most 64 MiB per delivery
+_delivery_decoder = msgspec.json.Decoder(DeliveryRequest)
+
+
+class BadDeliveryError(ValueError):
+    """The body is not a Firehose delivery at all (answered 400, never retried into success)."""
+
+
+class DeliveryResult(msgspec.Struct):
+    request_id: str
+    accepted: int
+    dropped: int
+    redelivered: bool = False
+
+
+def read_delivery(body: bytes, content_encoding: str | None) -> DeliveryRequest:
+    if content_encoding and content_encoding.lower() == "gzip":
+        try:
+            body = _gunzip(body)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BadDeliveryError(f"body is not valid gzip: {exc}") from None
+    try:
+        return _delivery_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadDeliveryError(f"not a Firehose delivery: {exc}") from None
+
+
+def _gunzip(body: bytes) -> bytes:
+    """gunzip with a bound on the output, so a small body cannot inflate without limit."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = decompressor.decompress(body, MAX_DECOMPRESSED_BYTES)
+    if decompressor.unconsumed_tail:
+        raise OSError("decompressed body is larger than a Firehose delivery can be")
+    return out
+
+
+def decode_events(delivery: DeliveryRequest) -> tuple[list[IngestedEvent], int]:
+    """The delivery's events, and how many of its records (or lines) were malformed."""
+    events: list[IngestedEvent] = []
+    invalid = 0
+    for record in delivery.records:
+        try:
+            data = base64.b64decode(record.data, validate=True)
+        except (binascii.Error, ValueError):
+            invalid += 1
+            continue
+        for line in data.splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.extend(decode_record(line))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                invalid += 1
+    return events, invalid
+
+
+@dataclass
+class Processor:
+    """What processing needs across deliveries: the pool, caches, and the archive."""
+
+    pool: asyncpg.Pool
+    archive: Archive
+    sites: SiteDirectory
+    salts: Salts
+    partitions: store.Partitions = field(default_factory=store.Partitions)
+
+    async def handle(self, delivery: DeliveryRequest) -> DeliveryResult:
+        """Store a delivery exactly once. Raises on a transient fault (database, archive), so
+        Firehose retries; the retry finds the database part done and redoes only what is not."""
+        events, invalid = decode_events(delivery)
+        with tracer.start_as_current_span("process.delivery") as span:
+            span.set_attribute("topup.request_id", delivery.request_id)
+            span.set_attribute("topup.events", len(events))
+            async with self.pool.acquire() as conn:
+                written = await self._write(conn, delivery.request_id, events, invalid, span)
+                redelivered = written is None
+                if redelivered:
+                    written = await store.stored_rows(
+                        conn, delivery.request_id, [e.event_id for e in events]
+                    )
+                    if written is None:  # fully done before: only the answer was lost
+                        return await self._totals(conn, delivery.request_id)
+                assert written is not None
+                await self.archive.write(written.events, written.initials)
+                await store.mark_archived(conn, delivery.request_id)
+            return DeliveryResult(
+                delivery.request_id, written.accepted, written.dropped, redelivered
+            )
+
+    async def _write(
+        self, conn: asyncpg.Connection, request_id: str, events: list[IngestedEvent],
+        invalid: int, span: trace.Span,
+    ) -> store.Written | None:  # fmt: skip
+        batch = pipeline.Batch(sites=self.sites, salts=self.salts)
+        if events:
+            await batch.prepare(conn, events)
+        times = pipeline.StepTimes()
+        kept: list[pipeline.Work] = []
+        dropped: list[tuple[pipeline.Work, DropReason]] = []
+        for event in events:
+            work = pipeline.Work(raw=event)
+            reason = pipeline.run(work, batch, times)
+            if reason is None:
+                kept.append(work)
+            else:
+                dropped.append((work, reason))
+        span.set_attributes(times.as_attributes())
+        today = datetime.now(UTC).date()
+        drops = store.drops_by_site(dropped) + [(None, today, DropReason.INVALID)] * invalid
+        try:
+            return await store.write_delivery(conn, request_id, kept, drops, self.partitions)
+        except asyncpg.CheckViolationError:
+            self.partitions.days.clear()  # a partition we thought was there is not: recheck
+            raise
+
+    async def _totals(self, conn: asyncpg.Connection, request_id: str) -> DeliveryResult:
+        row = await conn.fetchrow(
+            "SELECT accepted, dropped FROM processed_deliveries WHERE request_id = $1", request_id
+        )
+        return DeliveryResult(request_id, row["accepted"], row["dropped"], redelivered=True)

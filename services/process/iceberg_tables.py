@@ -1,0 +1,92 @@
+"""The archive's Iceberg tables, their schema and partition spec, and rows → Arrow.
+
+One schema per table, shared by the local archive (pyiceberg) and, through `infra/`, the Glue
+tables in AWS. Identifiers are strings (Athena and DuckDB read them as such) and timestamps are
+UTC microseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.transforms import BucketTransform, DayTransform
+from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
+
+from process.archive import BUCKETS, NAMESPACE
+from process.rows import EVENT_COLUMNS, INITIAL_COLUMNS, EventRow, InitialRow
+
+_LONGS = {"session_id", "visitor_id"}
+_REQUIRED = {"event_id", "site_id", "ts", "session_id", "hostname"}
+
+
+def schema_for(columns: tuple[str, ...]) -> Schema:
+    fields = []
+    for position, name in enumerate(columns, start=1):
+        kind = TimestamptzType() if name == "ts" else LongType() if name in _LONGS else StringType()
+        fields.append(NestedField(position, name, kind, required=name in _REQUIRED))
+    return Schema(*fields)
+
+
+COLUMNS = {"events": EVENT_COLUMNS, "initial_events": INITIAL_COLUMNS}
+SCHEMAS = {table: schema_for(columns) for table, columns in COLUMNS.items()}
+
+
+def partition_spec(schema: Schema) -> PartitionSpec:
+    return PartitionSpec(
+        PartitionField(
+            source_id=schema.find_field("site_id").field_id, field_id=1000,
+            transform=BucketTransform(BUCKETS), name="site_bucket",
+        ),
+        PartitionField(
+            source_id=schema.find_field("ts").field_id, field_id=1001,
+            transform=DayTransform(), name="ts_day",
+        ),
+    )  # fmt: skip
+
+
+def catalog(root: Path) -> SqlCatalog:
+    warehouse = root / "warehouse"
+    warehouse.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog(
+        "topup",
+        uri=f"sqlite:///{root / 'catalog.sqlite'}",
+        warehouse=warehouse.resolve().as_uri(),
+    )
+
+
+def open_tables(root: Path) -> dict[str, Any]:
+    cat = catalog(root)
+    with contextlib.suppress(NamespaceAlreadyExistsError):
+        cat.create_namespace(NAMESPACE)
+    tables = {}
+    for name, schema in SCHEMAS.items():
+        identifier = f"{NAMESPACE}.{name}"
+        try:
+            tables[name] = cat.create_table(
+                identifier, schema, partition_spec=partition_spec(schema)
+            )
+        except TableAlreadyExistsError:
+            tables[name] = cat.load_table(identifier)
+    return tables
+
+
+def to_arrow(table: str, rows: list[EventRow] | list[InitialRow]) -> pa.Table:
+    schema = SCHEMAS[table].as_arrow()
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS[table]}
+    for row in rows:
+        for name in COLUMNS[table]:
+            value = getattr(row, name)
+            if name in ("event_id", "site_id"):
+                value = str(value)
+            elif name == "props" and value is not None:
+                value = msgspec.json.encode(value).decode()
+            columns[name].append(value)
+    return pa.Table.from_pydict(columns, schema=schema)

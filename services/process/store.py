@@ -1,0 +1,267 @@
+"""Writing a delivery to Postgres: one transaction, idempotent, exact usage and allowance.
+
+In order, inside the transaction:
+1. Record the delivery's request id; if it is already there, the delivery was written before
+   and nothing else happens (a Firehose retry).
+2. Take a transaction-scoped advisory lock per site (in id order, so no deadlocks): deliveries
+   for the same site write one at a time, which makes "first event of a session" and the
+   allowance exact under concurrency.
+3. Find which sessions already exist; the first event of a new session also gets an
+   `initial_events` row, and later events inherit the session's visitor id.
+4. COPY the events into a staging table, then INSERT … ON CONFLICT DO NOTHING: an event already
+   stored by an overlapping delivery is skipped and counted nowhere.
+5. Grant allowance per site in one statement (check and decrement together); events beyond it
+   (the latest ones) are removed again and counted as `over_allowance`.
+6. Insert the initial rows, add the day's usage (accepted, and dropped by reason), and record
+   the delivery's totals.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import date
+
+import asyncpg
+import msgspec
+
+from process.drops import ACCEPTED, DropReason
+from process.pipeline import Work
+from process.rows import (
+    EVENT_COLUMNS,
+    INITIAL_COLUMNS,
+    EventRow,
+    InitialRow,
+    as_tuple,
+    event_row,
+    initial_row,
+)
+
+NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
+SESSION_LOOKBACK_DAYS = 1
+
+Drop = tuple[uuid.UUID | None, date, DropReason]
+
+
+class Written(msgspec.Struct):
+    """What a delivery stored: the rows to archive, and its totals."""
+
+    events: list[EventRow]
+    initials: list[InitialRow]
+    accepted: int
+    dropped: int
+
+
+class Partitions:
+    """The day partitions known to exist, so a delivery creates a day's partition at most once
+    per process (`topup maintain` also creates them a week ahead)."""
+
+    def __init__(self) -> None:
+        self.days: set[date] = set()
+
+    async def ensure(self, conn: asyncpg.Connection, days: set[date]) -> None:
+        missing = days - self.days
+        if missing:
+            await conn.execute("SELECT topup_create_partitions($1, $2)", min(missing), max(missing))
+            self.days.update(missing)
+
+
+async def _lock_sites(conn: asyncpg.Connection, site_ids: list[uuid.UUID]) -> None:
+    for site_id in sorted(site_ids):
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(site_id))
+
+
+async def _existing_sessions(
+    conn: asyncpg.Connection, kept: list[Work]
+) -> dict[tuple[uuid.UUID, int], int | None]:
+    """(site, session) → visitor id, for sessions begun in an earlier delivery."""
+    pairs = {(w.site.id, w.session_id) for w in kept if w.site is not None}
+    since = min(w.raw.received_at for w in kept).date()
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (i.site_id, i.session_id) i.site_id, i.session_id, i.visitor_id
+           FROM initial_events i
+           JOIN unnest($1::uuid[], $2::bigint[]) AS s(site_id, session_id)
+             ON i.site_id = s.site_id AND i.session_id = s.session_id
+           WHERE i.ts >= ($3::date - $4::int)::timestamp AT TIME ZONE 'UTC'
+           ORDER BY i.site_id, i.session_id, i.ts""",
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        since,
+        SESSION_LOOKBACK_DAYS,
+    )
+    return {(r["site_id"], r["session_id"]): r["visitor_id"] for r in rows}
+
+
+def _sessions(
+    kept: list[Work], existing: dict[tuple[uuid.UUID, int], int | None]
+) -> list[tuple[EventRow, InitialRow | None]]:
+    """Each event's row, with an initial row when it begins a session."""
+    visitors = dict(existing)
+    out = []
+    for work in sorted(kept, key=lambda w: (w.raw.received_at, w.raw.event_id)):
+        assert work.site is not None
+        key = (work.site.id, work.session_id)
+        initial = None
+        if key in visitors:
+            work.visitor_id = visitors[key]  # a session keeps the visitor id it began with
+        else:
+            visitors[key] = work.visitor_id
+            initial = initial_row(work)
+        out.append((event_row(work), initial))
+    return out
+
+
+async def _copy_insert(
+    conn: asyncpg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]
+) -> set[uuid.UUID]:
+    """COPY rows into a staging table, then insert the ones not stored yet; their ids."""
+    if not rows:
+        return set()
+    stage = f"stage_{table}"
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(stage, records=rows, columns=list(columns))
+    cols = ", ".join(columns)
+    inserted = await conn.fetch(
+        f"""INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}
+            ON CONFLICT DO NOTHING RETURNING event_id"""
+    )
+    await conn.execute(f"TRUNCATE {stage}")
+    return {r["event_id"] for r in inserted}
+
+
+async def _grant_allowance(
+    conn: asyncpg.Connection, wanted: Counter[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Take up to `wanted[site]` events from each site's allowance, in one statement."""
+    rows = await conn.fetch(
+        """WITH wanted AS (
+               SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS w(site_id, n)),
+           locked AS (
+               SELECT s.id, least(s.allowance_remaining, w.n) AS granted
+               FROM sites s JOIN wanted w ON w.site_id = s.id
+               ORDER BY s.id FOR UPDATE OF s),
+           taken AS (
+               UPDATE sites s SET allowance_remaining = s.allowance_remaining - l.granted
+               FROM locked l WHERE s.id = l.id)
+           SELECT id, granted FROM locked""",
+        list(wanted),
+        list(wanted.values()),
+    )
+    return {r["id"]: r["granted"] for r in rows}
+
+
+async def _add_usage(
+    conn: asyncpg.Connection, counts: Counter[tuple[uuid.UUID, date, str]]
+) -> None:
+    if not counts:
+        return
+    keys = sorted(counts)
+    await conn.execute(
+        """INSERT INTO usage_daily (site_id, day, outcome, events)
+           SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::bigint[])
+           ON CONFLICT (site_id, day, outcome)
+           DO UPDATE SET events = usage_daily.events + EXCLUDED.events""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [counts[k] for k in keys],
+    )
+
+
+async def write_delivery(
+    conn: asyncpg.Connection,
+    request_id: str,
+    kept: list[Work],
+    drops: list[Drop],
+    partitions: Partitions,
+) -> Written | None:
+    """Store a delivery's events; None if this request id was stored before."""
+    usage: Counter[tuple[uuid.UUID, date, str]] = Counter(
+        (site or NIL_SITE, day, reason.value) for site, day, reason in drops
+    )
+    async with conn.transaction():
+        fresh = await conn.fetchval(
+            """INSERT INTO processed_deliveries (request_id, accepted, dropped) VALUES ($1, 0, 0)
+               ON CONFLICT (request_id) DO NOTHING RETURNING request_id""",
+            request_id,
+        )
+        if fresh is None:
+            return None
+        rows: list[tuple[EventRow, InitialRow | None]] = []
+        if kept:
+            await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
+            await _lock_sites(conn, list({w.site.id for w in kept if w.site is not None}))
+            rows = _sessions(kept, await _existing_sessions(conn, kept))
+        inserted = await _copy_insert(conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows])
+        rows = [(e, i) for e, i in rows if e.event_id in inserted]
+
+        granted = await _grant_allowance(conn, Counter(e.site_id for e, _ in rows)) if rows else {}
+        taken: Counter[uuid.UUID] = Counter()
+        stored: list[tuple[EventRow, InitialRow | None]] = []
+        refused: list[EventRow] = []
+        for event, initial in rows:
+            if taken[event.site_id] < granted.get(event.site_id, 0):
+                taken[event.site_id] += 1
+                stored.append((event, initial))
+            else:
+                refused.append(event)
+        if refused:
+            await conn.execute(
+                "DELETE FROM events WHERE event_id = ANY($1::uuid[])", [e.event_id for e in refused]
+            )
+        for event in refused:
+            usage[(event.site_id, event.ts.date(), DropReason.OVER_ALLOWANCE.value)] += 1
+
+        initials = [i for _, i in stored if i is not None]
+        await _copy_insert(conn, "initial_events", INITIAL_COLUMNS, [as_tuple(i) for i in initials])
+        for event, _ in stored:
+            usage[(event.site_id, event.ts.date(), ACCEPTED)] += 1
+        await _add_usage(conn, usage)
+        dropped = len(drops) + len(refused)
+        await conn.execute(
+            "UPDATE processed_deliveries SET accepted = $2, dropped = $3 WHERE request_id = $1",
+            request_id,
+            len(stored),
+            dropped,
+        )
+    return Written([e for e, _ in stored], initials, len(stored), dropped)
+
+
+async def stored_rows(
+    conn: asyncpg.Connection, request_id: str, event_ids: list[uuid.UUID]
+) -> Written | None:
+    """For a delivery written before but not yet archived: its stored rows, to archive now.
+    None when there is nothing left to do (already archived)."""
+    archived = await conn.fetchrow(
+        "SELECT archived_at, accepted, dropped FROM processed_deliveries WHERE request_id = $1",
+        request_id,
+    )
+    if archived is None or archived["archived_at"] is not None:
+        return None
+    events = await conn.fetch(
+        f"SELECT {', '.join(EVENT_COLUMNS)} FROM events WHERE event_id = ANY($1::uuid[])", event_ids
+    )
+    initials = await conn.fetch(
+        f"SELECT {', '.join(INITIAL_COLUMNS)} FROM initial_events WHERE event_id = ANY($1::uuid[])",
+        event_ids,
+    )
+    return Written(
+        [EventRow(*r) for r in events],
+        [InitialRow(*r) for r in initials],
+        archived["accepted"],
+        archived["dropped"],
+    )
+
+
+async def mark_archived(conn: asyncpg.Connection, request_id: str) -> None:
+    await conn.execute(
+        "UPDATE processed_deliveries SET archived_at = now() WHERE request_id = $1", request_id
+    )
+
+
+def drops_by_site(works: list[tuple[Work, DropReason]]) -> list[Drop]:
+    return [
+        (w.site.id if w.site else None, w.raw.received_at.date(), reason) for w, reason in works
+    ]

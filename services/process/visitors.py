@@ -1,0 +1,52 @@
+"""Identifiers, by tier: the session key, and the privacy_policy tier's daily visitor hash.
+
+A visitor id is BLAKE2b keyed with the day's random salt over (site, IP, User-Agent), cut to 64
+bits. The salts live in Postgres and are deleted after 48 hours (`topup maintain`), after which
+no id can be linked back to an address. Session keys hash the tracker's random tab id with the
+site, so the stored key reveals nothing the client did not already make up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from datetime import date
+
+import asyncpg
+
+
+def _int64(digest: bytes) -> int:
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def session_key(site_id: uuid.UUID, client_session: str) -> int:
+    return _int64(
+        hashlib.blake2b(client_session.encode(), digest_size=8, key=site_id.bytes).digest()
+    )
+
+
+def visitor_hash(salt: bytes, site_id: uuid.UUID, ip: str, user_agent: str) -> int:
+    data = site_id.bytes + b"\x00" + ip.encode() + b"\x00" + user_agent.encode()
+    return _int64(hashlib.blake2b(data, digest_size=8, key=salt[:64]).digest())
+
+
+class Salts:
+    """Today's salt per UTC day, created on first need and cached in memory."""
+
+    def __init__(self) -> None:
+        self._by_day: dict[date, bytes] = {}
+
+    async def for_day(self, conn: asyncpg.Connection, day: date) -> bytes:
+        salt = self._by_day.get(day)
+        if salt is None:
+            salt = await conn.fetchval(
+                """INSERT INTO salts (day, salt) VALUES ($1, $2)
+                   ON CONFLICT (day) DO UPDATE SET day = EXCLUDED.day RETURNING salt""",
+                day,
+                os.urandom(32),
+            )
+            assert salt is not None
+            # Keep only the days in use: yesterday's salt is dropped here as in the database.
+            self._by_day = {d: s for d, s in self._by_day.items() if d >= day} | {day: salt}
+        return salt

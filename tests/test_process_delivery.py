@@ -1,0 +1,211 @@
+"""The process service over real HTTP: Firehose's protocol, storage, sessions, idempotency."""
+
+import asyncio
+import json
+
+import pytest
+
+from process.app import create_app
+from tests.conftest import LiveServer
+from tests.fixtures import CHROME_MAC, IP_US, SAFARI_IPHONE, deliver, delivery_body, event
+from topup import accounts, sites
+from topup.tiers import Tier
+
+
+@pytest.fixture
+async def site(db):
+    account = await accounts.create_account(db, "Acme")
+    return await sites.create_site(
+        db, account.id, name="Example", domains=["example.com"], tier=Tier.PRIVACY_POLICY,
+        allowance=1_000,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def process(settings):
+    server = LiveServer(create_app(settings))
+    async with server, server.client() as client:
+        yield client
+
+
+async def usage(db, site_id):
+    rows = await db.fetch("SELECT outcome, events FROM usage_daily WHERE site_id = $1", site_id)
+    return {r["outcome"]: r["events"] for r in rows}
+
+
+async def test_echoes_request_id_and_stores_events(process, db, site):
+    body = delivery_body([[event(site.id), event(site.id, "https://example.com/pricing")]])
+    answer = await deliver(process, body)
+    assert answer.status_code == 200
+    assert answer.json()["requestId"] == body["requestId"]
+    assert isinstance(answer.json()["timestamp"], int)
+    assert await db.fetchval("SELECT count(*) FROM events WHERE site_id = $1", site.id) == 2
+    assert await db.fetchval("SELECT count(*) FROM initial_events WHERE site_id = $1", site.id) == 1
+    assert await usage(db, site.id) == {"accepted": 2}
+    remaining = await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id)
+    assert remaining == 998
+
+
+async def test_gzip_body(process, db, site):
+    body = delivery_body([[event(site.id)]])
+    answer = await deliver(process, body, gzip_body=True)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["requestId"] == body["requestId"]
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_wrong_or_missing_access_key_is_401_and_stores_nothing(process, db, site):
+    body = delivery_body([[event(site.id)]])
+    assert (await deliver(process, body, access_key="guess")).status_code == 401
+    assert (await deliver(process, body, access_key="")).status_code == 401
+    assert await db.fetchval("SELECT count(*) FROM events") == 0
+
+
+async def test_malformed_records_are_dropped_as_invalid_not_retried(process, db, site):
+    good = [event(site.id)]
+    body = delivery_body([good, b"this is not json\n", b'{"name": 5}\n'])
+    body["records"].append({"data": "%%% not base64 %%%"})
+    answer = await deliver(process, body)
+    assert answer.status_code == 200  # never an endless retry
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
+    nil = "00000000-0000-0000-0000-000000000000"
+    assert (
+        await db.fetchval(
+            "SELECT events FROM usage_daily WHERE site_id = $1 AND outcome = 'invalid'", nil
+        )
+        == 3
+    )
+
+
+async def test_a_body_that_is_not_a_delivery_is_400(process, db):
+    answer = await process.post(
+        "/firehose", content=b"{}", headers={"X-Amz-Firehose-Access-Key": "test-access-key"}
+    )
+    assert answer.status_code == 400
+    assert "requestId" in answer.json()["errorMessage"]
+    bad_gzip = await process.post(
+        "/firehose", content=b"nope", headers={
+            "X-Amz-Firehose-Access-Key": "test-access-key", "Content-Encoding": "gzip"},
+    )  # fmt: skip
+    assert bad_gzip.status_code == 400
+
+
+async def test_same_delivery_twice_stores_and_counts_once(process, db, site):
+    body = delivery_body([[event(site.id, session=f"s{i}") for i in range(5)]])
+    for _ in range(3):
+        answer = await deliver(process, body)
+        assert answer.status_code == 200 and answer.json()["requestId"] == body["requestId"]
+    assert await db.fetchval("SELECT count(*) FROM events") == 5
+    assert await db.fetchval("SELECT count(*) FROM initial_events") == 5
+    assert await usage(db, site.id) == {"accepted": 5}
+    remaining = await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id)
+    assert remaining == 995
+
+
+async def test_overlapping_deliveries_store_each_event_once(process, db, site):
+    events = [event(site.id, session=f"s{i}") for i in range(6)]
+    first = delivery_body([events[:4]])
+    second = delivery_body([events[2:]])  # a new request id carrying two events again
+    assert (await deliver(process, first)).status_code == 200
+    assert (await deliver(process, second)).status_code == 200
+    assert await db.fetchval("SELECT count(*) FROM events") == 6
+    assert await db.fetchval("SELECT count(*) FROM initial_events") == 6
+    assert await usage(db, site.id) == {"accepted": 6}
+
+
+async def test_first_event_of_a_session_carries_its_attributes(process, db, site):
+    start = event(site.id, "https://example.com/landing?utm_source=newsletter&utm_medium=email",
+                  session="tab-A", referrer="https://mail.google.com/", ua=SAFARI_IPHONE,
+                  screen=(390, 844))  # fmt: skip
+    later = [event(site.id, f"https://example.com/p{i}", session="tab-A", ua=SAFARI_IPHONE,
+                   screen=(390, 844)) for i in range(2)]  # fmt: skip
+    other = event(site.id, session="tab-B", ip=IP_US, ua=CHROME_MAC)
+    await deliver(process, delivery_body([[start, *later[:1]]]))
+    await deliver(process, delivery_body([[later[1], other]]))
+    initials = await db.fetch("SELECT * FROM initial_events ORDER BY ts")
+    assert len(initials) == 2
+    first = initials[0]
+    assert (first["entry_page"], first["utm_source"], first["utm_medium"], first["channel"]) == (
+        "/landing", "newsletter", "email", "Email")  # fmt: skip
+    assert (first["referrer_source"], first["device"], first["browser"], first["os"]) == (
+        "newsletter", "Mobile", "Mobile Safari", "iOS")  # fmt: skip
+    session_rows = await db.fetch(
+        "SELECT session_id, visitor_id, pathname FROM events WHERE session_id = $1 ORDER BY ts",
+        first["session_id"],
+    )
+    assert [r["pathname"] for r in session_rows] == ["/landing", "/p0", "/p1"]
+    assert {r["visitor_id"] for r in session_rows} == {first["visitor_id"]}
+
+
+async def test_drops_are_counted_by_reason(process, db, site):
+    from tests.fixtures import GOOGLEBOT, HEADLESS
+
+    batch = [
+        event(site.id),
+        event(site.id, "https://evil.example.org/"),  # not the site's host
+        event(site.id, ua=GOOGLEBOT),
+        event(site.id, ua=HEADLESS),
+        event(site.id, referrer="https://semalt.com/"),
+        event(None, domain="unknown.example.net"),
+    ]
+    assert (await deliver(process, delivery_body([batch]))).status_code == 200
+    assert await usage(db, site.id) == {"accepted": 1, "hostname_not_allowed": 1, "bot": 3}
+    nil = "00000000-0000-0000-0000-000000000000"
+    assert await usage(db, nil) == {"unknown_site": 1}
+
+
+async def test_plausible_format_events_resolve_by_domain(process, db, site):
+    batch = [
+        event(None, "https://www.example.com/a", domain="example.com", session=None),
+        event(None, "https://example.com/b", domain="www.example.com", session=None),
+    ]
+    assert (await deliver(process, delivery_body([batch]))).status_code == 200
+    rows = await db.fetch("SELECT hostname, pathname, session_id FROM events ORDER BY pathname")
+    assert [(r["hostname"], r["pathname"]) for r in rows] == [
+        ("example.com", "/a"),
+        ("example.com", "/b"),
+    ]
+    # privacy_policy: the daily visitor hash links them into one visit
+    assert rows[0]["session_id"] == rows[1]["session_id"]
+
+
+async def test_concurrent_deliveries_never_overspend_the_allowance(settings, db):
+    account = await accounts.create_account(db, "Acme")
+    small = await sites.create_site(
+        db, account.id, name="Small", domains=["example.com"], tier=Tier.BANNER_FREE, allowance=25
+    )
+    server = LiveServer(create_app(settings))
+    async with server, server.client() as client:
+        bodies = [
+            delivery_body([[event(small.id, session=f"{d}-{i}") for i in range(10)]])
+            for d in range(6)
+        ]
+        answers = await asyncio.gather(*(deliver(client, b) for b in bodies))
+    assert all(a.status_code == 200 for a in answers)
+    assert await db.fetchval("SELECT count(*) FROM events") == 25
+    assert await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", small.id) == 0
+    assert await usage(db, small.id) == {"accepted": 25, "over_allowance": 35}
+    # every stored event's session has its initial row
+    assert (
+        await db.fetchval(
+            """SELECT count(*) FROM events e WHERE NOT EXISTS (
+               SELECT 1 FROM initial_events i WHERE i.session_id = e.session_id)"""
+        )
+        == 0
+    )
+
+
+async def test_archive_holds_what_postgres_holds(process, db, site, settings):
+    from pathlib import Path
+
+    from process.iceberg_tables import open_tables
+
+    batch = [event(site.id, session=f"s{i % 3}", props={"n": i}) for i in range(9)]
+    assert (await deliver(process, delivery_body([batch]))).status_code == 200
+    tables = open_tables(Path(settings.data_dir) / "archive")
+    archived = tables["events"].scan().to_arrow().to_pylist()
+    stored = await db.fetch("SELECT event_id, pathname, props FROM events")
+    assert sorted(r["event_id"] for r in archived) == sorted(str(r["event_id"]) for r in stored)
+    assert sorted(json.loads(r["props"])["n"] for r in archived) == list(range(9))
+    initials = tables["initial_events"].scan().to_arrow().to_pylist()
+    assert len(initials) == 3
