@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from litestar import Litestar, Request, post
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException
 from litestar.response import Response
 
 from process import geo, user_agents
@@ -53,6 +54,8 @@ def answer(request_id: str, status: int = 200, error: str | None = None) -> Resp
 
 def internal_error(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
     """A fault of ours: logged, and answered in Firehose's shape so it retries."""
+    if isinstance(exc, HTTPException):  # e.g. /healthz's 503: not a fault, an answer
+        return Response({"detail": exc.detail}, status_code=exc.status_code)
     log.exception("delivery failed: %s", exc)
     request_id = request.headers.get("x-amz-firehose-request-id", "")
     return answer(request_id, 500, f"internal error: {type(exc).__name__}")

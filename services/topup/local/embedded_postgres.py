@@ -32,6 +32,11 @@ class EmbeddedPostgres:
         running = PostmasterInfo.read_from_pgdata(pgdata)
         self.owned = running is None or not running.is_running()
         self._server = get_server(pgdata, cleanup_mode=None)
+        if self.owned:
+            # pgserver may hand back its handle from earlier in this process, which knows
+            # nothing of the server having stopped since; this (re)reads postmaster.pid and
+            # starts the server when it is not running.
+            self._server.ensure_postgres_running()
         self.pgdata = pgdata
         self.url = self._server.get_uri()
 
