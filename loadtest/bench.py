@@ -66,7 +66,17 @@ async def ingest(database_url: str, full: bool) -> dict[str, Any]:
     return await asyncio.to_thread(bench_ingest.run, full)
 
 
-BENCHMARKS: dict[str, Benchmark] = {"postgres_raw_copy": raw_copy, "ingest": ingest}
+async def process(database_url: str, full: bool) -> dict[str, Any]:
+    from loadtest import bench_process
+
+    return await bench_process.run(database_url, full)
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "postgres_raw_copy": raw_copy,
+    "ingest": ingest,
+    "process": process,
+}
 
 
 def machine() -> dict[str, Any]:

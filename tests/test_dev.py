@@ -91,3 +91,55 @@ def test_dev_prints_everything_serves_health_and_stops_cleanly(data_dir):
     assert httpx.get(f"{again.url}/healthz").status_code == 200
     assert again.stop(signal.SIGINT) == 128 + signal.SIGINT
     assert postgres_processes(data_dir) == []
+
+
+def test_events_posted_to_dev_reach_postgres_and_the_archive(data_dir):
+    import asyncio
+
+    from process.iceberg_tables import open_tables
+    from topup.database import connect
+
+    dev = DevProcess(data_dir, free_port())
+    try:
+        info = json.loads((data_dir / "dev.json").read_text())
+        events = [
+            {"n": "pageview", "u": f"{dev.url}/docs/{i}", "s": info["site_id"], "sid": "tab-e2e",
+             "r": "https://duckduckgo.com/", "sw": 1280, "sh": 800}
+            for i in range(3)
+        ]  # fmt: skip
+        plausible = {
+            "n": "Signup",
+            "u": f"{dev.url}/signup",
+            "d": "localhost",
+            "p": {"plan": "pro"},
+        }
+        for body in ({"events": events}, plausible):
+            answer = httpx.post(f"{dev.url}/api/event", content=json.dumps(body),
+                                headers={"Content-Type": "text/plain", "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"})  # fmt: skip
+            assert answer.status_code == 202
+
+        async def stored() -> list:
+            conn = await connect(info["database_url"])
+            try:
+                for _ in range(100):
+                    rows = await conn.fetch("SELECT name, pathname FROM events ORDER BY pathname")
+                    if len(rows) == 4:
+                        return rows
+                    await asyncio.sleep(0.1)
+                return rows
+            finally:
+                await conn.close()
+
+        rows = asyncio.run(stored())
+        assert [(r["name"], r["pathname"]) for r in rows] == [
+            ("pageview", "/docs/0"), ("pageview", "/docs/1"), ("pageview", "/docs/2"), ("Signup", "/signup")]  # fmt: skip
+        archived = open_tables(data_dir / "archive")["events"].scan().to_arrow().to_pylist()
+        assert sorted(r["pathname"] for r in archived) == [
+            "/docs/0",
+            "/docs/1",
+            "/docs/2",
+            "/signup",
+        ]
+    finally:
+        dev.stop()
+    assert postgres_processes(data_dir) == []

@@ -72,3 +72,41 @@ async def test_ingest_handler_answers_like_the_http_app_and_starts_once(moto_ser
     assert result["lifespans"] == 1  # start-up ran once for four invocations
     stored = b"".join(await objects_in(moto_server, "lambda-archive"))
     assert stored.count(b'"url":"https://example.com/pricing"') == 2
+
+
+async def test_process_handler_takes_a_firehose_delivery_through_a_function_url(
+    database_url, db, tmp_path
+):
+    from tests.fixtures import delivery_body, event
+    from topup import accounts, sites
+    from topup.tiers import Tier
+
+    account = await accounts.create_account(db, "Acme")
+    site = await sites.create_site(db, account.id, name="x", domains=["example.com"],
+                                   tier=Tier.PRIVACY_POLICY, allowance=10)  # fmt: skip
+    body = delivery_body([[event(site.id), event(site.id, "https://example.com/b")]])
+    headers = {
+        "content-type": "application/json",
+        "x-amz-firehose-protocol-version": "1.0",
+        "x-amz-firehose-request-id": body["requestId"],
+        "x-amz-firehose-access-key": "lambda-key",
+    }
+    delivery = function_url_event(rawPath="/firehose", body=json.dumps(body), headers=headers)
+    delivery["requestContext"]["http"] |= {"path": "/firehose"}
+    wrong_key = function_url_event(rawPath="/firehose", body=json.dumps(body),
+                                   headers=headers | {"x-amz-firehose-access-key": "nope"})  # fmt: skip
+    wrong_key["requestContext"]["http"] |= {"path": "/firehose"}
+    env = {
+        "TOPUP_DATABASE_URL": database_url,
+        "TOPUP_FIREHOSE_ACCESS_KEY": "lambda-key",
+        "TOPUP_DATA_DIR": str(tmp_path),
+    }
+    result = invoke("process.handler", [delivery, wrong_key, delivery], env)
+    first, refused, again = result["answers"]
+    assert (
+        first["statusCode"] == 200 and json.loads(first["body"])["requestId"] == body["requestId"]
+    )
+    assert refused["statusCode"] == 401
+    assert again["statusCode"] == 200
+    assert result["lifespans"] == 1
+    assert await db.fetchval("SELECT count(*) FROM events") == 2

@@ -45,16 +45,22 @@ def _country_of(ip: str) -> str | None:
     return code if code and len(code) == 2 and code.isalpha() else None
 
 
+@lru_cache(maxsize=8192)
+def _from_cloudfront(
+    country: str, region: str | None, city: str | None, timezone: str | None
+) -> Location:
+    return Location(
+        country=country.upper(),
+        # CloudFront gives the subdivision code alone (BE); store it as ISO 3166-2 (DE-BE).
+        region=f"{country.upper()}-{region}" if region else None,
+        city=unquote(city) if city else None,
+        timezone=timezone,
+    )
+
+
 def locate(context: RequestContext, *, may_use_ip: bool) -> Location:
     if context.country:
-        region = context.region
-        return Location(
-            country=context.country.upper(),
-            # CloudFront gives the subdivision code alone (BE); store it as ISO 3166-2 (DE-BE).
-            region=f"{context.country.upper()}-{region}" if region else None,
-            city=unquote(context.city) if context.city else None,
-            timezone=context.timezone,
-        )
+        return _from_cloudfront(context.country, context.region, context.city, context.timezone)
     if may_use_ip and context.ip:
         return Location(country=_country_of(context.ip))
     return NOWHERE

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -98,16 +99,32 @@ def check_allowance(work: Work, batch: Batch) -> DropReason | None:
     return DropReason.OVER_ALLOWANCE if work.site.allowance_remaining <= 0 else None
 
 
+@lru_cache(maxsize=20_000)
+def _page(url: str, hash_mode: bool) -> tuple[str, str]:
+    """(host without www., path) of a page URL; pages repeat, so parse each once."""
+    page = urlsplit(url)
+    path = page.path or "/"
+    if hash_mode and page.fragment:
+        path += "#" + page.fragment
+    return (page.hostname or "").lower().removeprefix("www."), path
+
+
+@lru_cache(maxsize=4096)
+def _on_domains(host: str, domains: tuple[str, ...]) -> bool:
+    return any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
+@lru_cache(maxsize=4096)
+def _is_spam(referrer: str) -> bool:
+    host = (urlsplit(referrer).hostname or "").lower().removeprefix("www.")
+    return host in _SPAM_REFERRERS
+
+
 def check_hostname(work: Work, batch: Batch) -> DropReason | None:
     """The page must be on one of the site's domains or their subdomains; `www.` is ignored."""
     assert work.site is not None
-    page = urlsplit(work.raw.url)
-    host = (page.hostname or "").lower().removeprefix("www.")
-    work.hostname = host
-    work.pathname = page.path or "/"
-    if work.raw.hash_mode and page.fragment:
-        work.pathname += "#" + page.fragment
-    if any(host == domain or host.endswith("." + domain) for domain in work.site.domains):
+    work.hostname, work.pathname = _page(work.raw.url, work.raw.hash_mode)
+    if _on_domains(work.hostname, tuple(work.site.domains)):
         return None
     return DropReason.HOSTNAME_NOT_ALLOWED
 
@@ -116,10 +133,8 @@ def drop_bots(work: Work, batch: Batch) -> DropReason | None:
     work.agent = user_agents.classify(work.raw.context.user_agent)
     if work.agent.is_bot:
         return DropReason.BOT
-    if work.raw.referrer:
-        ref_host = (urlsplit(work.raw.referrer).hostname or "").lower().removeprefix("www.")
-        if ref_host in _SPAM_REFERRERS:
-            return DropReason.BOT
+    if work.raw.referrer and _is_spam(work.raw.referrer):
+        return DropReason.BOT
     return None
 
 

@@ -76,6 +76,9 @@ class Utm(msgspec.Struct, frozen=True):
     ref: str | None = None
 
 
+NO_UTM = Utm()
+
+
 class Acquisition(msgspec.Struct, frozen=True):
     referrer: str | None  # origin + path
     full_referrer: str | None
@@ -83,6 +86,7 @@ class Acquisition(msgspec.Struct, frozen=True):
     channel: str
 
 
+@lru_cache(maxsize=8192)
 def registrable_domain(host: str) -> str:
     parts = _extract(host)
     return parts.top_domain_under_public_suffix or host
@@ -138,6 +142,8 @@ def channel(source: str | None, category: str, medium: str | None) -> str:
 
 def utm_tags(page_url: str) -> Utm:
     """The campaign tags in a page URL's query."""
+    if "?" not in page_url:
+        return NO_UTM
     query = parse_qs(urlsplit(page_url).query)
     return Utm(
         source=_utm(query, "utm_source"),
@@ -172,8 +178,16 @@ def acquisition(
     page_host: str, referrer: str | None, utm: Utm, site_domains: list[str]
 ) -> Acquisition:
     """Where the visit came from: its source and channel, from the tags and the referrer."""
-    external = _external_referrer(page_host, referrer, site_domains)
-    tagged = utm.source or utm.ref
+    return _acquisition(page_host, referrer, utm.source or utm.ref, utm.medium, tuple(site_domains))
+
+
+@lru_cache(maxsize=20_000)
+def _acquisition(
+    page_host: str, referrer: str | None, tagged: str | None, medium: str | None,
+    site_domains: tuple[str, ...],
+) -> Acquisition:  # fmt: skip
+    # Cached: referrers and campaign tags repeat heavily in real traffic.
+    external = _external_referrer(page_host, referrer, list(site_domains))
     if tagged:
         source, category = source_for_utm(tagged)
     elif external:
@@ -185,8 +199,5 @@ def acquisition(
         referrer=external[1] if external else None,
         full_referrer=referrer if external else None,
         source=source,
-        channel=channel(source, category, utm.medium),
+        channel=channel(source, category, medium),
     )
-
-
-NO_UTM = Utm()

@@ -8,8 +8,9 @@ In order, inside the transaction:
    allowance exact under concurrency.
 3. Find which sessions already exist; the first event of a new session also gets an
    `initial_events` row, and later events inherit the session's visitor id.
-4. COPY the events into a staging table, then INSERT … ON CONFLICT DO NOTHING: an event already
-   stored by an overlapping delivery is skipped and counted nowhere.
+4. COPY the events in. Event ids are fresh UUIDv7s, so straight into the table; if one is
+   already stored (an overlapping delivery), the transaction is rolled back and redone through a
+   staging table and INSERT … ON CONFLICT DO NOTHING: such an event is skipped, counted nowhere.
 5. Grant allowance per site in one statement (check and decrement together); events beyond it
    (the latest ones) are removed again and counted as `over_allowance`.
 6. Insert the initial rows, add the day's usage (accepted, and dropped by reason), and record
@@ -112,11 +113,25 @@ def _sessions(
 
 
 async def _copy_insert(
-    conn: asyncpg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]
+    conn: asyncpg.Connection,
+    table: str,
+    columns: tuple[str, ...],
+    rows: list[tuple],
+    *,
+    careful: bool,
 ) -> set[uuid.UUID]:
-    """COPY rows into a staging table, then insert the ones not stored yet; their ids."""
+    """Store the rows not stored yet; return their ids.
+
+    Event ids are fresh UUIDv7s, so almost always none is stored yet and one COPY straight into
+    the table does it. When one is (an overlapping redelivery), that COPY fails on the primary
+    key, the delivery's transaction is rolled back, and `write_delivery` runs again `careful`:
+    COPY into a staging table, then INSERT … ON CONFLICT DO NOTHING.
+    """
     if not rows:
         return set()
+    if not careful:
+        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        return {row[0] for row in rows}
     stage = f"stage_{table}"
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
@@ -178,6 +193,22 @@ async def write_delivery(
     partitions: Partitions,
 ) -> Written | None:
     """Store a delivery's events; None if this request id was stored before."""
+    try:
+        return await _write(conn, request_id, kept, drops, partitions, careful=False)
+    except asyncpg.UniqueViolationError:
+        # Some of these events were stored by an overlapping delivery: go the careful way.
+        return await _write(conn, request_id, kept, drops, partitions, careful=True)
+
+
+async def _write(
+    conn: asyncpg.Connection,
+    request_id: str,
+    kept: list[Work],
+    drops: list[Drop],
+    partitions: Partitions,
+    *,
+    careful: bool,
+) -> Written | None:
     usage: Counter[tuple[uuid.UUID, date, str]] = Counter(
         (site or NIL_SITE, day, reason.value) for site, day, reason in drops
     )
@@ -194,7 +225,9 @@ async def write_delivery(
             await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
             await _lock_sites(conn, list({w.site.id for w in kept if w.site is not None}))
             rows = _sessions(kept, await _existing_sessions(conn, kept))
-        inserted = await _copy_insert(conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows])
+        inserted = await _copy_insert(
+            conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows], careful=careful
+        )
         rows = [(e, i) for e, i in rows if e.event_id in inserted]
 
         granted = await _grant_allowance(conn, Counter(e.site_id for e, _ in rows)) if rows else {}
@@ -215,7 +248,13 @@ async def write_delivery(
             usage[(event.site_id, event.ts.date(), DropReason.OVER_ALLOWANCE.value)] += 1
 
         initials = [i for _, i in stored if i is not None]
-        await _copy_insert(conn, "initial_events", INITIAL_COLUMNS, [as_tuple(i) for i in initials])
+        await _copy_insert(
+            conn,
+            "initial_events",
+            INITIAL_COLUMNS,
+            [as_tuple(i) for i in initials],
+            careful=careful,
+        )
         for event, _ in stored:
             usage[(event.site_id, event.ts.date(), ACCEPTED)] += 1
         await _add_usage(conn, usage)

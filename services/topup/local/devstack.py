@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +20,8 @@ from topup.local.router import LocalRouter
 from topup.maintenance import maintain
 from topup.settings import Settings
 from topup.snippet import tracker_snippet
+
+log = logging.getLogger(__name__)
 
 DEMO_ACCOUNT = "Demo account"
 DEMO_SITE = "Demo site"
@@ -33,6 +36,7 @@ class DevInfo(msgspec.Struct, frozen=True):
     api_key: str
     snippet: str
     account_id: uuid.UUID
+    database_url: str = ""
 
 
 def dev_settings(settings: Settings, port: int) -> Settings:
@@ -72,6 +76,7 @@ async def prepare(settings: Settings, url: str) -> DevInfo:
         api_key=api_key,
         snippet=tracker_snippet(url, site),
         account_id=account.id,
+        database_url=settings.database_url,
     )
 
 
@@ -149,7 +154,39 @@ def build_router(settings: Settings) -> LocalRouter:
     from process.app import create_app as process_app
     from query.app import create_app as query_app
 
-    return LocalRouter(ingest_app(settings), process_app(settings), query_app(settings))
+    return LocalRouter(
+        ingest_app(settings),
+        process_app(settings),
+        query_app(settings),
+        background=lambda: maintenance_loop(settings),
+    )
+
+
+MAINTENANCE_INTERVAL_S = 3600.0
+
+
+@contextlib.asynccontextmanager
+async def maintenance_loop(settings: Settings) -> AsyncIterator[None]:
+    """`topup maintain` every hour while `topup dev` runs (AWS runs it on a schedule)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            try:
+                conn = await connect(settings.database_url or "")
+                try:
+                    report = await maintain(conn, retention_days=settings.retention_days)
+                finally:
+                    await conn.close()
+                log.info("maintenance: %s", report)
+            except Exception as exc:  # keep the loop alive; the next hour tries again
+                log.warning("maintenance failed: %s", exc)
+
+    task = asyncio.create_task(loop(), name="topup-maintenance")
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def run(settings: Settings, *, host: str, port: int, echo: Callable[[str], None] = print) -> None:

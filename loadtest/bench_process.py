@@ -1,0 +1,121 @@
+"""Process benchmark: events per second from a Firehose delivery to committed rows, beside a raw
+asyncpg COPY of the same final rows into the same tables, in the same run.
+
+The processor runs in-process (no HTTP: the socket is not what is measured) on one event loop,
+so the figure is per core. The archive is measured apart: with the null archive the figure is
+the Postgres path; `local_archive` adds the pyiceberg append of each delivery.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from loadtest.traffic import Hit, hits
+from process import geo, user_agents
+from process.deliveries import Processor
+from process.rows import EVENT_COLUMNS, INITIAL_COLUMNS
+from process.site_directory import SiteDirectory
+from process.visitors import Salts
+from topup import accounts, sites
+from topup.database import connect, create_pool, migrate
+from topup.ids import new_id
+from topup.tiers import Tier
+from topup.wire import (
+    DeliveryRecord,
+    DeliveryRequest,
+    IngestedEvent,
+    RequestContext,
+    encode_record,
+)
+
+DELIVERY_EVENTS = 2500  # ~1 MiB of records: the default buffer size (TOPUP_BUFFER_MAX_BYTES)
+RECORD_EVENTS = 5  # the tracker batches a few events per request
+
+
+class NullArchive:
+    async def start(self) -> None:
+        pass
+
+    async def write(self, events: list, initials: list) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def ingested(site_id: Any, hit: Hit) -> IngestedEvent:
+    from datetime import UTC, datetime
+
+    country, region, city, timezone = hit.geo
+    return IngestedEvent(
+        event_id=new_id(), received_at=datetime.now(UTC), name=hit.name, url=hit.url,
+        context=RequestContext(ip=hit.ip, user_agent=hit.user_agent, country=country,
+                               region=region, city=city, timezone=timezone),
+        site_id=site_id, referrer=hit.referrer, props=hit.props, session_id=hit.session,
+        screen_width=hit.screen[0], screen_height=hit.screen[1],
+    )  # fmt: skip
+
+
+def deliveries(site_id: Any, count: int) -> list[DeliveryRequest]:
+    import base64
+
+    traffic = itertools.islice(hits(7, "example.com", count), count)
+    events = [ingested(site_id, h) for h in traffic]
+    out = []
+    for start in range(0, len(events), DELIVERY_EVENTS):
+        chunk = events[start : start + DELIVERY_EVENTS]
+        records = [
+            DeliveryRecord(base64.b64encode(encode_record(chunk[i : i + RECORD_EVENTS])).decode())
+            for i in range(0, len(chunk), RECORD_EVENTS)
+        ]
+        out.append(DeliveryRequest(str(new_id()), int(time.time() * 1000), records))
+    return out
+
+
+async def run(database_url: str, full: bool) -> dict[str, Any]:
+    count = 200_000 if full else 20_000
+    conn = await connect(database_url)
+    await migrate(conn)
+    await conn.execute("TRUNCATE events, initial_events, processed_deliveries, usage_daily")
+    account = await accounts.create_account(conn, "bench")
+    site = await sites.create_site(conn, account.id, name="bench", domains=["example.com"],
+                                   tier=Tier.PRIVACY_POLICY, allowance=10**12)  # fmt: skip
+    batches = deliveries(site.id, count)
+    pool = await create_pool(database_url, max_size=2)
+    processor = Processor(pool, NullArchive(), SiteDirectory(), Salts())
+    user_agents.warm_up()  # as the app's start-up does
+    geo.warm_up()
+    await processor.handle(batches[0])  # warm caches (parsed agents, partitions, salts)
+    started = time.perf_counter()
+    accepted = 0
+    for delivery in batches[1:]:
+        accepted += (await processor.handle(delivery)).accepted
+    process_s = time.perf_counter() - started
+    await pool.close()
+
+    # The baseline: the same final rows, COPYed straight into the same (emptied) tables.
+    events = await conn.fetch(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events")
+    initials = await conn.fetch(f"SELECT {', '.join(INITIAL_COLUMNS)} FROM initial_events")
+    await conn.execute("TRUNCATE events, initial_events")
+    started = time.perf_counter()
+    await conn.copy_records_to_table("events", records=events, columns=list(EVENT_COLUMNS))
+    await conn.copy_records_to_table(
+        "initial_events", records=initials, columns=list(INITIAL_COLUMNS)
+    )
+    copy_s = time.perf_counter() - started
+    await conn.execute("TRUNCATE events, initial_events, processed_deliveries, usage_daily")
+    await conn.close()
+
+    measured = sum(1 for _ in events)  # includes the warm-up delivery's rows
+    ours = accepted / process_s
+    baseline = measured / copy_s
+    return {
+        "events": accepted,
+        "deliveries": len(batches) - 1,
+        "process_events_per_s": round(ours),
+        "raw_copy_events_per_s": round(baseline),
+        "ratio_to_raw_copy": round(ours / baseline, 3),
+        "sessions_per_event": round(len(initials) / len(events), 3),
+    }
