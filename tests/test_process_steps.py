@@ -209,3 +209,31 @@ def test_visitor_hash_depends_on_salt_site_ip_and_agent():
                 visitor_hash(salt, site, "1.2.3.4", FIREFOX_WINDOWS)}) == 5  # fmt: skip
     assert -(2**63) <= base < 2**63
     assert session_key(site, "tab") != session_key(other, "tab")
+
+
+def test_geo_from_the_operators_maxmind_database(tmp_path):
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-City", ipv4_compatible=True)
+    writer.insert_network(
+        IPSet(["81.169.145.0/24"]),
+        {"country": {"iso_code": "DE"}, "subdivisions": [{"iso_code": "BE"}],
+         "city": {"names": {"en": "Berlin", "de": "Berlin"}}, "location": {"time_zone": "Europe/Berlin"}},
+    )  # fmt: skip
+    path = tmp_path / "city.mmdb"
+    writer.to_db_file(str(path))
+    try:
+        geo.warm_up(str(path))
+        where = geo.locate(RequestContext(ip="81.169.145.105"), may_use_ip=True)
+        assert (where.country, where.region, where.city, where.timezone) == (
+            "DE",
+            "DE-BE",
+            "Berlin",
+            "Europe/Berlin",
+        )
+        assert geo.locate(RequestContext(ip="8.8.8.8"), may_use_ip=True) == geo.NOWHERE
+        assert geo.locate(RequestContext(ip="81.169.145.105"), may_use_ip=False) == geo.NOWHERE
+    finally:
+        geo._maxmind = None  # back to the bundled country data for the other tests
+        geo._lookup.cache_clear()

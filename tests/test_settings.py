@@ -62,3 +62,19 @@ def test_database_password_is_not_echoed():
     with pytest.raises(SettingsError) as caught:
         load_settings({"TOPUP_DATABASE_URL": "mysql://root:hunter2@db/x"})
     assert "hunter2" not in str(caught.value)
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    import msgspec
+
+    from topup.settings import Settings, env_name
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [
+        env_name(f.name)
+        for f in msgspec.structs.fields(Settings)
+        if f"`{env_name(f.name)}`" not in readme
+    ]
+    assert missing == []

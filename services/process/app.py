@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def resources(app: Litestar) -> AsyncIterator[None]:
         # Parser patterns and GeoIP data load here, not on the first delivery.
         user_agents.warm_up()
-        geo.warm_up()
+        geo.warm_up(settings.geoip_database)
         if settings.database_url is None:
             raise RuntimeError("process needs TOPUP_DATABASE_URL (topup dev sets it)")
         pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)

@@ -69,6 +69,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     archive_events_stream: str = "topup-archive-events"
     archive_initial_events_stream: str = "topup-archive-initial-events"
 
+    geoip_database: str | None = None
+    """A MaxMind GeoLite2/GeoIP2 .mmdb for city-level geo without CloudFront (else country only)."""
+
     # -- AWS
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None
