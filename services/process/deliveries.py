@@ -121,15 +121,7 @@ class Processor:
         if events:
             await batch.prepare(conn, events)
         times = pipeline.StepTimes()
-        kept: list[pipeline.Work] = []
-        dropped: list[tuple[pipeline.Work, DropReason]] = []
-        for event in events:
-            work = pipeline.Work(raw=event)
-            reason = pipeline.run(work, batch, times)
-            if reason is None:
-                kept.append(work)
-            else:
-                dropped.append((work, reason))
+        kept, dropped = pipeline.run([pipeline.Work(raw=e) for e in events], batch, times)
         span.set_attributes(times.as_attributes())
         today = datetime.now(UTC).date()
         drops = store.drops_by_site(dropped) + [(None, today, DropReason.INVALID)] * invalid

@@ -222,12 +222,24 @@ class StepTimes:
         return {f"topup.step.{name}_ns": ns for name, ns in self.ns.items()}
 
 
-def run(work: Work, batch: Batch, times: StepTimes) -> DropReason | None:
-    """Pass one event through the steps; the first drop ends its journey."""
+def run(
+    works: list[Work], batch: Batch, times: StepTimes
+) -> tuple[list[Work], list[tuple[Work, DropReason]]]:
+    """Pass a delivery's events through the steps; an event's first drop ends its journey.
+
+    Each step runs over every event still on its way before the next step starts: the same
+    order for each event, but timed once per step rather than once per event and step.
+    """
+    dropped: list[tuple[Work, DropReason]] = []
     for step in STEPS:
         started = time.perf_counter_ns()
-        reason = step(work, batch)
+        alive = []
+        for work in works:
+            reason = step(work, batch)
+            if reason is None:
+                alive.append(work)
+            else:
+                dropped.append((work, reason))
+        works = alive
         times.ns[step.__name__] += time.perf_counter_ns() - started
-        if reason is not None:
-            return reason
-    return None
+    return works, dropped
