@@ -1,19 +1,108 @@
-"""The query service: the dashboard, its stats API and site management."""
+"""The query service: the Stats API, site management, and (from the dashboard issue on) the
+dashboard page itself. Every call names its caller; a site of another account is as missing
+as one that does not exist."""
 
 from __future__ import annotations
 
-from litestar import Litestar
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
+from litestar import Litestar, Request, Response
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.openapi import OpenAPIConfig
+
+from query.auth import Unauthenticated, authenticate, verifier_from_settings
+from query.management import AccountController, SiteController
+from query.stats_request import InvalidQueryError
+from query.stats_routes import export_csv, query_stats, realtime
+from topup.accounts import Account, NotFoundError
+from topup.database import create_pool
 from topup.settings import Settings, load_settings
+from topup.sites import InvalidSiteError
 from topup.telemetry import setup_telemetry
-from topup.web import health_route, pool_lifespan
+from topup.web import health_route
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> Response[dict[str, str]]:
+    return Response({"error": message}, status_code=status)
+
+
+def _unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
+    if isinstance(exc, HTTPException):  # 401, 403, 404, 405, 413…: answers, not faults
+        return Response({"error": exc.detail}, status_code=exc.status_code)
+    log.exception("%s %s failed", request.method, request.url.path)
+    return _error(500, "internal error")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = load_settings() if settings is None else settings
     setup_telemetry("query")
+    verifier = verifier_from_settings(settings)
+
+    async def provide_conn(state: State) -> AsyncIterator[asyncpg.Connection]:
+        async with state.pool.acquire() as conn:
+            yield conn
+
+    async def provide_account(
+        request: Request[Any, Any, State], conn: NamedDependency[asyncpg.Connection]
+    ) -> Account:
+        try:
+            return await authenticate(conn, request.headers.get("authorization"), verifier)
+        except Unauthenticated as exc:
+            raise NotAuthorizedException(str(exc)) from None
+
+    @asynccontextmanager
+    async def pool(app: Litestar) -> AsyncIterator[None]:
+        if settings.database_url is None:
+            raise RuntimeError("query needs TOPUP_DATABASE_URL (topup dev sets it)")
+        app.state.pool = await create_pool(
+            settings.database_url, max_size=settings.database_pool_size
+        )
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    cors = (
+        CORSConfig(
+            allow_origins=[settings.dashboard_origin],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_credentials=False,
+        )
+        if settings.dashboard_origin
+        else None
+    )
     return Litestar(
+        route_handlers=[
+            AccountController,
+            SiteController,
+            query_stats,
+            realtime,
+            export_csv,
+            health_route("query", uses_database=True),
+        ],
+        dependencies={
+            "conn": Provide(provide_conn),
+            "account": Provide(provide_account),
+            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
+        },
+        exception_handlers={
+            NotFoundError: lambda request, exc: _error(404, "not found"),
+            InvalidSiteError: lambda request, exc: _error(400, str(exc)),
+            InvalidQueryError: lambda request, exc: _error(400, str(exc)),
+            Exception: _unexpected,
+        },
+        lifespan=[pool],
+        cors_config=cors,
+        openapi_config=OpenAPIConfig(title="TopUp Analytics", version="0.1.0", path="/schema"),
         logging_config=None,  # logging is the process's to configure, not the app's
-        route_handlers=[health_route("query", uses_database=True)],
-        lifespan=[pool_lifespan(settings)],
     )

@@ -72,6 +72,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     geoip_database: str | None = None
     """A MaxMind GeoLite2/GeoIP2 .mmdb for city-level geo without CloudFront (else country only)."""
 
+    # -- query service
+    public_url: str | None = None
+    """The URL visitors' browsers reach the tracker at (snippets); unset: the request's own."""
+    dashboard_origin: str | None = None
+    """The origin allowed to call the management API from a browser (CORS); unset: same origin."""
+    oidc_issuer: str | None = None
+    """OIDC issuer whose tokens the query API accepts (Cognito: https://cognito-idp.…/POOL_ID)."""
+    oidc_audience: str | None = None
+    """The app client id tokens must be issued to."""
+    oidc_jwks_url: str | None = None
+    """The issuer's JWKS (Cognito: <issuer>/.well-known/jwks.json)."""
+
     # -- AWS
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = None

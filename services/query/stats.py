@@ -1,0 +1,215 @@
+"""Answering a Stats API query: run it, compute the derived metrics, order, page, compare.
+
+The response has Plausible's v2 shape: `{results: [{metrics, dimensions}], meta, query}`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from query.stats_request import (
+    TIME_DIMENSIONS,
+    Combination,
+    Condition,
+    Filter,
+    StatsQuery,
+)
+from query.stats_sql import build
+from topup.tiers import Tier
+
+# Metrics where a change is a difference in points, not a percentage of the old value.
+POINT_CHANGES = frozenset({"bounce_rate", "percentage", "conversion_rate"})
+
+
+class Comparison(msgspec.Struct):
+    dimensions: list[Any]
+    metrics: list[Any]
+    change: list[Any]
+
+
+class Row(msgspec.Struct, omit_defaults=True):
+    metrics: list[Any]
+    dimensions: list[Any]
+    comparison: Comparison | None = None
+
+
+class StatsResponse(msgspec.Struct):
+    results: list[Row]
+    meta: dict[str, Any]
+    query: dict[str, Any]
+
+
+def _visit_only(node: Filter | None) -> Filter | None:
+    """The filters without their top-level event:name/props conditions (conversion baseline)."""
+    if isinstance(node, Condition):
+        event = node.dimension == "event:name" or node.dimension.startswith("event:props:")
+        return None if event else node
+    if isinstance(node, Combination) and node.operator == "and":
+        kept = [c for c in (_visit_only(c) for c in node.children) if c is not None]
+        return None if not kept else kept[0] if len(kept) == 1 else Combination("and", tuple(kept))
+    return node
+
+
+def _metric(name: str, row: asyncpg.Record) -> Any:
+    if name == "visitors":
+        return row["visitors"]
+    if name == "pageviews":
+        return row["pageviews"]
+    if name == "events":
+        return row["events"]
+    if name == "visits":
+        return row["visits"]
+    if name == "visit_duration":
+        return 0 if row["visit_duration"] is None else round(float(row["visit_duration"]))
+    if name == "bounce_rate":
+        return 0 if row["bounce_rate"] is None else round(float(row["bounce_rate"]))
+    if name == "views_per_visit":
+        return 0.0 if row["views_per_visit"] is None else round(float(row["views_per_visit"]), 2)
+    if name == "percentage":
+        total = row["total_visitors"]
+        return round(100 * row["visitors"] / total, 1) if total else 0.0
+    if name == "conversion_rate":
+        base = row["base_visitors"]
+        return round(100 * row["visitors"] / base, 2) if base else 0.0
+    raise AssertionError(name)
+
+
+def _dimension(value: Any, query: StatsQuery, name: str) -> Any:
+    if name in TIME_DIMENSIONS and isinstance(value, datetime):
+        return (
+            value.strftime("%Y-%m-%d %H:%M:%S")
+            if query.interval == "hour"
+            else value.date().isoformat()
+        )
+    return value
+
+
+def time_labels(query: StatsQuery) -> list[str]:
+    """Every bucket of the range, so a graph can show the empty ones."""
+    labels = []
+    if query.interval == "hour":
+        day = query.first_day
+        while day <= query.last_day:
+            labels += [f"{day.isoformat()} {hour:02d}:00:00" for hour in range(24)]
+            day += timedelta(days=1)
+        return labels
+    current = _truncate(query.first_day, query.interval or "day")
+    while current <= query.last_day:
+        labels.append(current.isoformat())
+        current = _next(current, query.interval or "day")
+    return labels
+
+
+def _truncate(day: date, interval: str) -> date:
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    if interval == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _next(day: date, interval: str) -> date:
+    if interval == "week":
+        return day + timedelta(days=7)
+    if interval == "month":
+        return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return day + timedelta(days=1)
+
+
+async def _rows(conn: asyncpg.Connection, query: StatsQuery, site_id: Any, tier: Tier) -> list[Row]:
+    sql, params = build(query, site_id, tier, _visit_only(query.filter))
+    records = await conn.fetch(sql, *params)
+    rows = []
+    for record in records:
+        dims = [_dimension(record[f"d{i}"], query, d) for i, d in enumerate(query.dimensions)]
+        rows.append(Row(metrics=[_metric(m, record) for m in query.metrics], dimensions=dims))
+    return rows
+
+
+def _sort(rows: list[Row], query: StatsQuery) -> list[Row]:
+    order = list(query.order_by)
+    if not order:
+        time_dim = next((d for d in query.dimensions if d in TIME_DIMENSIONS), None)
+        order = [(time_dim, "asc")] if time_dim else [(query.metrics[0], "desc")]
+        order += [(d, "asc") for d in query.dimensions if d != time_dim]
+    for name, direction in reversed(order):  # stable sorts, least significant key first
+        descending = direction == "desc"
+        if name in query.metrics:
+            index = query.metrics.index(name)
+            rows.sort(key=lambda r: r.metrics[index], reverse=descending)
+        else:
+            index = query.dimensions.index(name)
+            rows.sort(
+                key=lambda r: (r.dimensions[index] is None, str(r.dimensions[index])),
+                reverse=descending,
+            )
+    return rows
+
+
+def previous_period(query: StatsQuery) -> StatsQuery:
+    length = query.end - query.start
+    days = (query.last_day - query.first_day).days + 1
+    return query.shifted(
+        query.start - length,
+        query.start,
+        query.first_day - timedelta(days=days),
+        query.first_day - timedelta(days=1),
+    )
+
+
+def _change(metric: str, now: Any, before: Any) -> Any:
+    if metric in POINT_CHANGES:
+        return round(now - before, 2)
+    if not before:
+        return None if not now else 100
+    return math.floor(100 * (now - before) / before + 0.5)
+
+
+async def answer(
+    conn: asyncpg.Connection, query: StatsQuery, site_id: Any, tier: Tier, echo: dict[str, Any]
+) -> StatsResponse:
+    rows = _sort(await _rows(conn, query, site_id, tier), query)
+    meta: dict[str, Any] = {}
+    if query.total_rows:
+        meta["total_rows"] = len(rows)
+    if query.time_labels:
+        meta["time_labels"] = time_labels(query)
+    page = rows[query.offset : query.offset + query.limit]
+    if query.compare:
+        before_query = previous_period(query)
+        before = await _rows(conn, before_query, site_id, tier)
+        time_index = next((i for i, d in enumerate(query.dimensions) if d in TIME_DIMENSIONS), None)
+        if time_index is None:
+            by_key = {tuple(r.dimensions): r for r in before}
+            matched = [by_key.get(tuple(r.dimensions)) for r in page]
+        else:
+            # Buckets match by position: the previous period's first day with this one's.
+            labels_now, labels_before = time_labels(query), time_labels(before_query)
+            shifted = {}
+            for r in before:
+                key = list(r.dimensions)
+                if key[time_index] in labels_before:
+                    key[time_index] = labels_now[labels_before.index(key[time_index])]
+                shifted[tuple(key)] = r
+            matched = [shifted.get(tuple(r.dimensions)) for r in page]
+        for row, old in zip(page, matched, strict=True):
+            old_metrics = old.metrics if old else [0 for _ in query.metrics]
+            row.comparison = Comparison(
+                dimensions=old.dimensions if old else row.dimensions,
+                metrics=old_metrics,
+                change=[
+                    _change(m, n, b)
+                    for m, n, b in zip(query.metrics, row.metrics, old_metrics, strict=True)
+                ],
+            )
+        meta["comparison_date_range"] = [
+            before_query.start.isoformat(),
+            before_query.end.isoformat(),
+        ]
+    echo = echo | {"date_range": [query.start.isoformat(), query.end.isoformat()]}
+    return StatsResponse(results=page, meta=meta, query=echo)
