@@ -196,7 +196,7 @@ async def test_top_up_is_for_operators(api, db):
 
 async def test_tenancy_matrix(api, db):
     """Every site-scoped route × (owner, other account, no credentials, revoked key)."""
-    client, keys, key_rows, owner = api
+    client, keys, _key_rows, owner = api
     site = await sites.create_site(
         db, owner.id, name="x", domains=["a.com"], tier=Tier.FULL, allowance=5
     )

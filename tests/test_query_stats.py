@@ -184,7 +184,7 @@ async def test_and_or_not_combine(env):
     kept = [
         r
         for r in rows
-        if (r["country"] in ("DE", "FR") or r["device"] == "Mobile") and not (r["pathname"] == "/")
+        if (r["country"] in ("DE", "FR") or r["device"] == "Mobile") and r["pathname"] != "/"
     ]
     expected = env["truth"].aggregate(kept, rows)
     filters = [
