@@ -15,10 +15,10 @@ from typing import Any
 from loadtest.traffic import Hit, hits
 from process import geo, user_agents
 from process.deliveries import Processor
-from process.rows import EVENT_COLUMNS, INITIAL_COLUMNS
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
 from topup import accounts, sites
+from topup.archive_tables import EVENT_COLUMNS, INITIAL_COLUMNS
 from topup.database import connect, create_pool, migrate
 from topup.ids import new_id
 from topup.tiers import Tier

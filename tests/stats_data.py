@@ -12,10 +12,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from loadtest.traffic import visit
+from process.archive import LocalArchive
 from process.deliveries import Processor
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
@@ -74,9 +76,14 @@ def generate(
     return out
 
 
-async def store(database_url: str, events: list[IngestedEvent]) -> None:
+async def store(
+    database_url: str, events: list[IngestedEvent], archive_root: Path | None = None
+) -> None:
+    """Store events through the real process pipeline: Postgres, and the local archive."""
     pool = await create_pool(database_url, max_size=2)
-    processor = Processor(pool, NullArchive(), SiteDirectory(), Salts())
+    archive = NullArchive() if archive_root is None else LocalArchive(archive_root)
+    await archive.start()
+    processor = Processor(pool, archive, SiteDirectory(), Salts())
     try:
         for start in range(0, len(events), 400):
             chunk = events[start : start + 400]
@@ -86,6 +93,7 @@ async def store(database_url: str, events: list[IngestedEvent]) -> None:
             ]
             await processor.handle(DeliveryRequest(str(new_id()), 0, records))
     finally:
+        await archive.close()
         await pool.close()
 
 

@@ -96,7 +96,7 @@ def test_dev_prints_everything_serves_health_and_stops_cleanly(data_dir):
 def test_events_posted_to_dev_reach_postgres_and_the_archive(data_dir):
     import asyncio
 
-    from process.iceberg_tables import open_tables
+    from topup.archive_tables import open_tables
     from topup.database import connect
 
     dev = DevProcess(data_dir, free_port())

@@ -13,10 +13,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from process.app import create_app
-from process.iceberg_tables import open_tables
 from tests.conftest import LiveServer
 from tests.fixtures import CHROME_MAC, IP_DE, IP_US, SAFARI_IPHONE, deliver, delivery_body, event
 from topup import accounts, sites
+from topup.archive_tables import open_tables
 from topup.maintenance import maintain, utc_today
 from topup.tiers import Tier
 

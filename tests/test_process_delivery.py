@@ -198,7 +198,7 @@ async def test_concurrent_deliveries_never_overspend_the_allowance(settings, db)
 async def test_archive_holds_what_postgres_holds(process, db, site, settings):
     from pathlib import Path
 
-    from process.iceberg_tables import open_tables
+    from topup.archive_tables import open_tables
 
     batch = [event(site.id, session=f"s{i % 3}", props={"n": i}) for i in range(9)]
     assert (await deliver(process, delivery_body([batch]))).status_code == 200

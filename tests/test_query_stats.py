@@ -44,14 +44,24 @@ async def env(postgres_server_url, template_database, tmp_path_factory):
     )
     key = (await accounts.create_api_key(conn, owner.id, "t")).key
     other_key = (await accounts.create_api_key(conn, other.id, "t")).key
-    await store(url, generate(site.id, days=9, visits_per_day=40, seed=11, now=NOW))
+    data_dir = tmp_path_factory.mktemp("q")
+    await store(
+        url, generate(site.id, days=9, visits_per_day=40, seed=11, now=NOW), data_dir / "archive"
+    )
     truth = await Truth.load(conn, site.id, "privacy_policy")
     await conn.close()
-    settings = load_settings({}, database_url=url, data_dir=str(tmp_path_factory.mktemp("q")))
+    settings = load_settings({}, database_url=url, data_dir=str(data_dir))
     server = LiveServer(create_app(settings))
     async with server, server.client() as client:
         client.headers["Authorization"] = f"Bearer {key}"
-        yield {"client": client, "site": site, "truth": truth, "other_key": other_key, "url": url}
+        yield {
+            "client": client,
+            "site": site,
+            "truth": truth,
+            "other_key": other_key,
+            "url": url,
+            "data_dir": data_dir,
+        }
     admin = await connect(postgres_server_url)
     await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     await admin.close()

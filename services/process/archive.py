@@ -6,10 +6,7 @@ Two adapters, chosen by `TOPUP_ARCHIVE`:
 - `FirehoseArchive` (AWS): PutRecordBatch to the two archive delivery streams, which Firehose
   writes into the Glue Iceberg tables.
 
-Layout, the same in both: partitioned by `bucket(16, site_id)` and `day(ts)`. Day partitions
-make a date range read only its days; bucketing the site (rather than one partition per site)
-keeps a small site from producing a file per day of its own while still letting a one-site
-query skip 15/16 of each day.
+Layout, the same in both: `topup.archive_tables` (partitioned by site bucket and day).
 
 Semantics: at least once. A delivery's archive write can succeed and its acknowledgement be lost
 (a crash, a timeout), and the retry archives it again, so the archive may hold an event twice;
@@ -29,9 +26,6 @@ from process.rows import EventRow, InitialRow
 from topup.settings import Settings
 
 log = logging.getLogger(__name__)
-
-NAMESPACE = "topup"
-BUCKETS = 16
 
 
 class ArchiveUnavailableError(RuntimeError):
@@ -125,10 +119,10 @@ class LocalArchive:
         await asyncio.to_thread(self._open)
 
     def _open(self) -> None:
-        from process import iceberg_tables
+        from topup import archive_tables
 
         self.root.mkdir(parents=True, exist_ok=True)
-        self.tables = iceberg_tables.open_tables(self.root)
+        self.tables = archive_tables.open_tables(self.root)
 
     async def write(self, events: list[EventRow], initials: list[InitialRow]) -> None:
         try:
@@ -137,13 +131,13 @@ class LocalArchive:
             raise ArchiveUnavailableError(f"local archive: {type(exc).__name__}: {exc}") from exc
 
     def _append(self, events: list[EventRow], initials: list[InitialRow]) -> None:
-        from process import iceberg_tables
+        from topup import archive_tables
 
         if events:
-            self.tables["events"].append(iceberg_tables.to_arrow("events", events))
+            self.tables["events"].append(archive_tables.to_arrow("events", events))
         if initials:
             self.tables["initial_events"].append(
-                iceberg_tables.to_arrow("initial_events", initials)
+                archive_tables.to_arrow("initial_events", initials)
             )
 
     async def close(self) -> None:

@@ -11,18 +11,6 @@ import msgspec
 
 from process.pipeline import Work
 
-EVENT_COLUMNS = (
-    "event_id", "site_id", "ts", "session_id", "visitor_id", "name", "hostname", "pathname",
-    "props",
-)  # fmt: skip
-INITIAL_COLUMNS = (
-    "event_id", "site_id", "ts", "session_id", "visitor_id", "distinct_id", "hostname",
-    "entry_page", "referrer", "referrer_source", "channel", "utm_source", "utm_medium",
-    "utm_campaign", "utm_content", "utm_term", "country", "region", "city", "timezone", "device",
-    "browser", "browser_version", "os", "os_version", "screen", "device_model",
-    "device_manufacturer",
-)  # fmt: skip
-
 
 class EventRow(msgspec.Struct, array_like=True, frozen=True):
     event_id: uuid.UUID

@@ -29,14 +29,13 @@ import msgspec
 from process.drops import ACCEPTED, DropReason
 from process.pipeline import Work
 from process.rows import (
-    EVENT_COLUMNS,
-    INITIAL_COLUMNS,
     EventRow,
     InitialRow,
     as_tuple,
     event_row,
     initial_row,
 )
+from topup.archive_tables import EVENT_COLUMNS, INITIAL_COLUMNS
 
 NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
 SESSION_LOOKBACK_DAYS = 1

@@ -17,6 +17,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 
+from query.archive_reader import archive_reader_from_settings
 from query.auth import Unauthenticated, authenticate, verifier_from_settings
 from query.management import AccountController, SiteController
 from query.stats_request import InvalidQueryError
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def pool(app: Litestar) -> AsyncIterator[None]:
         if settings.database_url is None:
             raise RuntimeError("query needs TOPUP_DATABASE_URL (topup dev sets it)")
+        app.state.settings = settings
+        app.state.archive = archive_reader_from_settings(settings)
         app.state.pool = await create_pool(
             settings.database_url, max_size=settings.database_pool_size
         )

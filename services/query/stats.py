@@ -6,12 +6,14 @@ The response has Plausible's v2 shape: `{results: [{metrics, dimensions}], meta,
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from query.archive_reader import ArchiveReader
 from query.stats_request import (
     TIME_DIMENSIONS,
     Combination,
@@ -19,7 +21,7 @@ from query.stats_request import (
     Filter,
     StatsQuery,
 )
-from query.stats_sql import build
+from query.stats_sql import POSTGRES, TRINO, build
 from topup.tiers import Tier
 
 # Metrics where a change is a difference in points, not a percentage of the old value.
@@ -55,7 +57,7 @@ def _visit_only(node: Filter | None) -> Filter | None:
     return node
 
 
-def _metric(name: str, row: asyncpg.Record) -> Any:
+def _metric(name: str, row: Mapping[str, Any]) -> Any:
     if name == "visitors":
         return row["visitors"]
     if name == "pageviews":
@@ -121,9 +123,33 @@ def _next(day: date, interval: str) -> date:
     return day + timedelta(days=1)
 
 
-async def _rows(conn: asyncpg.Connection, query: StatsQuery, site_id: Any, tier: Tier) -> list[Row]:
-    sql, params = build(query, site_id, tier, _visit_only(query.filter))
-    records = await conn.fetch(sql, *params)
+class Stores:
+    """Where a range is answered: Postgres when it lies inside the recent window (it holds every
+    day of it), the archive otherwise."""
+
+    def __init__(
+        self, conn: asyncpg.Connection, archive: ArchiveReader | None, recent_window_days: int
+    ) -> None:
+        self.conn = conn
+        self.archive = archive
+        self.recent_window_days = recent_window_days
+
+    def uses_archive(self, query: StatsQuery) -> bool:
+        oldest_recent = datetime.now(UTC) - timedelta(days=self.recent_window_days)
+        return self.archive is not None and query.start < oldest_recent
+
+    async def fetch(self, query: StatsQuery, site_id: Any, tier: Tier) -> list[Mapping[str, Any]]:
+        visit_filter = _visit_only(query.filter)
+        if self.uses_archive(query):
+            assert self.archive is not None
+            sql, params = build(query, site_id, tier, visit_filter, TRINO)
+            return list(await self.archive.fetch(sql, params, site_id, query.start, query.end))
+        sql, params = build(query, site_id, tier, visit_filter, POSTGRES)
+        return list(await self.conn.fetch(sql, *params))
+
+
+async def _rows(stores: Stores, query: StatsQuery, site_id: Any, tier: Tier) -> list[Row]:
+    records = await stores.fetch(query, site_id, tier)
     rows = []
     for record in records:
         dims = [_dimension(record[f"d{i}"], query, d) for i, d in enumerate(query.dimensions)]
@@ -136,7 +162,9 @@ def _sort(rows: list[Row], query: StatsQuery) -> list[Row]:
     if not order:
         time_dim = next((d for d in query.dimensions if d in TIME_DIMENSIONS), None)
         order = [(time_dim, "asc")] if time_dim else [(query.metrics[0], "desc")]
-        order += [(d, "asc") for d in query.dimensions if d != time_dim]
+    # Ties are broken by the dimensions, so every store gives the same order.
+    ordered = {name for name, _ in order}
+    order += [(d, "asc") for d in query.dimensions if d not in ordered]
     for name, direction in reversed(order):  # stable sorts, least significant key first
         descending = direction == "desc"
         if name in query.metrics:
@@ -171,9 +199,9 @@ def _change(metric: str, now: Any, before: Any) -> Any:
 
 
 async def answer(
-    conn: asyncpg.Connection, query: StatsQuery, site_id: Any, tier: Tier, echo: dict[str, Any]
+    stores: Stores, query: StatsQuery, site_id: Any, tier: Tier, echo: dict[str, Any]
 ) -> StatsResponse:
-    rows = _sort(await _rows(conn, query, site_id, tier), query)
+    rows = _sort(await _rows(stores, query, site_id, tier), query)
     meta: dict[str, Any] = {}
     if query.total_rows:
         meta["total_rows"] = len(rows)
@@ -182,7 +210,7 @@ async def answer(
     page = rows[query.offset : query.offset + query.limit]
     if query.compare:
         before_query = previous_period(query)
-        before = await _rows(conn, before_query, site_id, tier)
+        before = await _rows(stores, before_query, site_id, tier)
         time_index = next((i for i, d in enumerate(query.dimensions) if d in TIME_DIMENSIONS), None)
         if time_index is None:
             by_key = {tuple(r.dimensions): r for r in before}

@@ -27,7 +27,9 @@ async def _site_for(conn: Conn, account: Caller, site_id: str) -> sites.Site:
     return await sites.get_site(conn, parsed, account_id=account.id)
 
 
-async def run_query(conn: Conn, account: Caller, raw: bytes) -> stats.StatsResponse:
+async def run_query(
+    request: Request[Any, Any, Any], conn: Conn, account: Caller, raw: bytes
+) -> stats.StatsResponse:
     body = stats_request.decode_body(raw)
     site = await _site_for(conn, account, body.site_id)
     today = datetime.now(UTC).astimezone(_zone(site.timezone)).date()
@@ -40,7 +42,9 @@ async def run_query(conn: Conn, account: Caller, raw: bytes) -> stats.StatsRespo
         created=site.created_at.astimezone(_zone(site.timezone)).date(),
     )
     echo = msgspec.to_builtins(body)
-    return await stats.answer(conn, query, site.id, site.tier, echo)
+    settings = request.app.state.settings
+    stores = stats.Stores(conn, request.app.state.archive, settings.recent_window_days)
+    return await stats.answer(stores, query, site.id, site.tier, echo)
 
 
 def _zone(name: str) -> Any:
@@ -55,7 +59,7 @@ async def query_stats(
 ) -> stats.StatsResponse:
     """Plausible's Stats API v2: `{site_id, metrics, date_range, dimensions, filters,
     order_by, include, pagination}` → `{results, meta, query}`."""
-    return await run_query(conn, account, await request.body())
+    return await run_query(request, conn, account, await request.body())
 
 
 class Realtime(msgspec.Struct):
@@ -84,7 +88,7 @@ async def realtime(account: Caller, conn: Conn, site_id: FromQuery[str]) -> Real
 async def export_csv(request: Request[Any, Any, Any], account: Caller, conn: Conn) -> Response[str]:
     """The same query as `/api/query`, as CSV: one column per dimension, then per metric."""
     raw = await request.body()
-    answer = await run_query(conn, account, raw)
+    answer = await run_query(request, conn, account, raw)
     body = stats_request.decode_body(raw)
     out = io.StringIO()
     writer = csv.writer(out)

@@ -1,6 +1,9 @@
-"""Stats queries as PostgreSQL over `events` and `initial_events`.
+"""Stats queries as SQL over `events` and `initial_events`, for two stores.
 
-Every query has the same shape:
+The same builder writes PostgreSQL (the recent store) and Trino, Athena's dialect (the archive;
+locally transpiled to DuckDB with sqlglot). The SQL keeps to what both dialects share; the few
+differences (placeholders, regular expressions, JSON properties, epoch seconds, de-duplication)
+live in `Dialect`. Every query has the same shape:
 
     ev   the site's events in the range, each with its session's attributes (initial_events)
     e    ev plus each session's exit page (its last page view in the range)
@@ -10,11 +13,17 @@ Every query has the same shape:
     sa   visit metrics (visits, bounce rate, duration, views per visit) of those sessions,
          grouped by the same dimensions (a time dimension by the session's start)
 
-Names come only from the tables in `stats_request`; every value is a bind parameter.
+Names come only from the tables in `stats_request`. Every value is a bind parameter, except the
+range's instants and the site's time zone, which are ours (computed, or checked against the
+IANA database) and are written as literals where Athena cannot take a parameter.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from query.stats_request import (
@@ -27,63 +36,122 @@ from query.stats_request import (
     Filter,
     StatsQuery,
 )
+from topup.archive_tables import EVENT_COLUMNS
 from topup.tiers import Tier
 
 VISIT_COLUMNS = (
-    "referrer_source AS source",
-    "channel",
-    "referrer",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-    "device",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "screen",
-    "country",
-    "region",
-    "city",
-    "entry_page",
-    "distinct_id",
-)
-
-# How a visitor is counted, by tier (README, "Processing").
-VISITOR = {
-    Tier.BANNER_FREE: "e.session_id::text",
-    Tier.PRIVACY_POLICY: "coalesce(e.visitor_id::text, 's' || e.session_id::text)",
-    Tier.FULL: "coalesce('d' || i.distinct_id, e.visitor_id::text, 's' || e.session_id::text)",
-}
-# A session whose initial event is at most this long before the range still counts.
-SESSION_SLACK = "interval '2 days'"
-
-
+    "referrer_source AS source", "channel", "referrer", "utm_source", "utm_medium",
+    "utm_campaign", "utm_content", "utm_term", "device", "browser", "browser_version", "os",
+    "os_version", "screen", "country", "region", "city", "entry_page", "distinct_id",
+)  # fmt: skip
 SESSION_COLUMNS = (
     "coalesce(sa.visits, 0) AS visits, sa.visit_duration, sa.bounce_rate, sa.views_per_visit,"
 )
 
+# How a visitor is counted, by tier (README, "Processing").
+VISITOR = {
+    Tier.BANNER_FREE: "CAST(e.session_id AS VARCHAR)",
+    Tier.PRIVACY_POLICY: (
+        "coalesce(CAST(e.visitor_id AS VARCHAR), 's' || CAST(e.session_id AS VARCHAR))"
+    ),
+    Tier.FULL: (
+        "coalesce('d' || i.distinct_id, CAST(e.visitor_id AS VARCHAR), "
+        "'s' || CAST(e.session_id AS VARCHAR))"
+    ),
+}
+# A session whose initial event is at most this long before the range still counts.
+SESSION_SLACK = "INTERVAL '2' DAY"
+_ZONE = re.compile(r"^[A-Za-z0-9_+\-/]+$")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+
+    def prop(self, key_param: str) -> str:
+        if self.name == "postgres":
+            return f"(props ->> CAST({key_param} AS TEXT))"
+        return f"json_extract_scalar(props, {key_param})"
+
+    def prop_key(self, key: str) -> str:
+        # Postgres takes the key itself; Trino (and DuckDB) a JSON path to it.
+        return key if self.name == "postgres" else "$." + json.dumps(key)
+
+    def regex(self, column: str, pattern_param: str) -> str:
+        if self.name == "postgres":
+            return f"{column} ~ {pattern_param}"
+        return f"regexp_like({column}, {pattern_param})"
+
+    def seconds_between(self, first: str, last: str) -> str:
+        if self.name == "postgres":
+            return f"extract(epoch FROM {last} - {first})"
+        return f"(to_unixtime({last}) - to_unixtime({first}))"
+
+    def instant(self, value: datetime, params: Params) -> str:
+        if self.name == "postgres":
+            return f"CAST({params.add(value)} AS TIMESTAMPTZ)"
+        stamp = value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"TIMESTAMP '{stamp} UTC'"
+
+    def local(self, column: str, zone: str) -> str:
+        """A UTC instant as wall-clock time in `zone`."""
+        if not _ZONE.match(zone):
+            raise ValueError(f"not a time zone name: {zone!r}")
+        if self.name == "postgres":
+            return f"({column} AT TIME ZONE '{zone}')"
+        return f"CAST({column} AT TIME ZONE '{zone}' AS TIMESTAMP)"
+
+    def table(self, name: str, columns: str) -> str:
+        # The archive is at least once: an event may be there twice, identical; read it once.
+        return name if self.name == "postgres" else f"(SELECT DISTINCT {columns} FROM {name})"
+
+
+POSTGRES = Dialect("postgres")
+TRINO = Dialect("trino")
+
 
 class Params:
-    def __init__(self) -> None:
+    """Bind parameters. Each value gets a marker; `finish` turns the markers into the dialect's
+    placeholders: `$n` for Postgres, and for Trino a `?` per use, in the order they appear."""
+
+    _MARKER = re.compile(r"__p(\d+)__")
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
         self.values: list[Any] = []
 
     def add(self, value: Any) -> str:
         self.values.append(value)
-        return f"${len(self.values)}"
+        return f"__p{len(self.values)}__"
+
+    def finish(self, sql: str) -> tuple[str, list[Any]]:
+        if self.dialect.name == "postgres":
+            # Numbered by first use; a value no fragment ended up using is left out (Postgres
+            # refuses a parameter whose type it cannot infer from a use).
+            numbers: dict[str, int] = {}
+            used: list[Any] = []
+
+            def numbered(match: re.Match[str]) -> str:
+                if match.group(1) not in numbers:
+                    used.append(self.values[int(match.group(1)) - 1])
+                    numbers[match.group(1)] = len(used)
+                return f"${numbers[match.group(1)]}"
+
+            return self._MARKER.sub(numbered, sql), used
+        ordered: list[Any] = []
+
+        def positional(match: re.Match[str]) -> str:
+            ordered.append(self.values[int(match.group(1)) - 1])
+            return "?"
+
+        return self._MARKER.sub(positional, sql), ordered
 
 
 def _column(dimension: str, params: Params) -> str:
     if dimension.startswith(PROPS_PREFIX):
-        return f"(props ->> {params.add(dimension[len(PROPS_PREFIX) :])})"
+        key = dimension[len(PROPS_PREFIX) :]
+        return params.dialect.prop(params.add(params.dialect.prop_key(key)))
     return DIMENSIONS[dimension][0]
-
-
-def _bucket(interval: str, column: str, zone_param: str) -> str:
-    # Local wall-clock time in the site's zone, truncated: buckets follow the site's days.
-    return f"date_trunc('{interval}', {column} AT TIME ZONE {zone_param})"
 
 
 def _escape_like(value: str) -> str:
@@ -92,17 +160,23 @@ def _escape_like(value: str) -> str:
 
 def _condition(node: Condition, params: Params) -> str:
     column = _column(node.dimension, params)
-    values = list(node.values)
     if node.operator in ("is", "is_not"):
-        test = f"{column} = ANY({params.add(values)}::text[])"
+        test = f"{column} IN ({', '.join(params.add(v) for v in node.values)})"
     elif node.operator in ("contains", "contains_not"):
-        patterns = [f"%{_escape_like(v)}%" for v in values]
-        test = f"{column} ILIKE ANY({params.add(patterns)}::text[])"
+        likes = [
+            f"lower({column}) LIKE {params.add('%' + _escape_like(v.lower()) + '%')} ESCAPE '\\'"
+            for v in node.values
+        ]
+        test = "(" + " OR ".join(likes) + ")"
     else:
-        test = f"{column} ~ ANY({params.add(values)}::text[])"
+        test = (
+            "("
+            + " OR ".join(params.dialect.regex(column, params.add(v)) for v in node.values)
+            + ")"
+        )
     if node.operator.endswith("_not"):
         # NULL (not set) is "not" any value.
-        return f"({column} IS NULL OR NOT ({test}))"
+        return f"({column} IS NULL OR NOT {test})"
     return f"coalesce({test}, false)"
 
 
@@ -118,56 +192,68 @@ def where(node: Filter | None, params: Params) -> str:
     return "(" + joiner.join(where(c, params) for c in node.children) + ")"
 
 
+def _key(count: int) -> str:
+    """The groups' key as one string: hashable, and NULL-safe, so the event and visit
+    aggregates can FULL JOIN on it in every dialect."""
+    parts = [f"coalesce(CAST(d{i} AS VARCHAR), '~null~')" for i in range(count)]
+    return ", " + " || '|~|' || ".join(parts) + " AS k" if count else ""
+
+
 def build(
-    query: StatsQuery, site_id: Any, tier: Tier, visit_filter: Filter | None = None
+    query: StatsQuery,
+    site_id: Any,
+    tier: Tier,
+    visit_filter: Filter | None = None,
+    dialect: Dialect = POSTGRES,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters answering `query` for one site.
 
-    Rows: the dimension values (d0, d1, …) then one column per metric name. `visit_filter`,
-    used for conversion_rate's baseline, narrows `base_visitors`.
+    Rows: the dimension values (d0, d1, …) then the metric columns. `visit_filter`, used for
+    conversion_rate's baseline, narrows `base_visitors`.
     """
-    p = Params()
-    site, start, end = p.add(site_id), p.add(query.start), p.add(query.end)
-    zone = p.add(query.timezone) if query.interval else ""
+    p = Params(dialect)
+    site = p.add(site_id if dialect is POSTGRES else str(site_id))
+    start, end = dialect.instant(query.start, p), dialect.instant(query.end, p)
     dims = list(query.dimensions)
     event_dims, session_dims = [], []
     for i, dim in enumerate(dims):
         if dim in TIME_DIMENSIONS:
             assert query.interval is not None
-            event_dims.append(f"{_bucket(query.interval, 'ts', zone)} AS d{i}")
-            session_dims.append(f"{_bucket(query.interval, 's.started', zone)} AS d{i}")
+            unit = f"'{query.interval}'"
+            event_dims.append(f"date_trunc({unit}, {dialect.local('ts', query.timezone)}) AS d{i}")
+            session_dims.append(
+                f"date_trunc({unit}, {dialect.local('s.started', query.timezone)}) AS d{i}"
+            )
         else:
-            column = _column(dim, p)
-            event_dims.append(f"{column} AS d{i}")
+            event_dims.append(f"{_column(dim, p)} AS d{i}")
             session_dims.append(f"d.d{i}")
     plain = [f"{_column(d, p)} AS d{i}" for i, d in enumerate(dims) if d not in TIME_DIMENSIONS]
-    group = ", ".join(f"d{i}" for i in range(len(dims)))
-    group_by = f"GROUP BY {group}" if dims else ""
+    group_by = "GROUP BY " + ", ".join(f"d{i}" for i in range(len(dims))) if dims else ""
     filters = where(query.filter, p)
-    # The groups' key as a text array: arrays compare NULL elements as equal and hash, so the
-    # event and visit aggregates join on it (a FULL JOIN needs a hashable condition).
-    key = (
-        (", ARRAY[" + ", ".join(f"d{i}::text" for i in range(len(dims))) + "] AS k") if dims else ""
-    )
     session_metrics = SESSION_METRICS & set(query.metrics)
+    events = dialect.table("events", ", ".join(EVENT_COLUMNS))
+    initials = dialect.table("initial_events", "*")
 
     sql = f"""
 WITH ev AS (
     SELECT e.ts, e.name, e.pathname, e.hostname, e.props, e.session_id,
            {VISITOR[tier]} AS visitor, {", ".join("i." + c for c in VISIT_COLUMNS)}
-    FROM events e
-    JOIN initial_events i ON i.site_id = e.site_id AND i.session_id = e.session_id
+    FROM {events} e
+    JOIN {initials} i ON i.site_id = e.site_id AND i.session_id = e.session_id
     WHERE e.site_id = {site} AND e.ts >= {start} AND e.ts < {end}
-      AND i.site_id = {site} AND i.ts >= {start}::timestamptz - {SESSION_SLACK} AND i.ts < {end}
+      AND i.site_id = {site} AND i.ts >= {start} - {SESSION_SLACK} AND i.ts < {end}
 ),
 exits AS (
-    SELECT DISTINCT ON (session_id) session_id, pathname AS exit_page
-    FROM ev WHERE name = 'pageview' ORDER BY session_id, ts DESC
+    SELECT session_id, pathname AS exit_page FROM (
+        SELECT session_id, pathname,
+               row_number() OVER (PARTITION BY session_id ORDER BY ts DESC) AS latest
+        FROM ev WHERE name = 'pageview') x
+    WHERE latest = 1
 ),
-e AS (SELECT ev.*, x.exit_page FROM ev LEFT JOIN exits x USING (session_id)),
+e AS (SELECT ev.*, x.exit_page FROM ev LEFT JOIN exits x ON x.session_id = ev.session_id),
 f AS (SELECT * FROM e WHERE {filters}),
 ea AS (
-    SELECT *{key} FROM (
+    SELECT *{_key(len(dims))} FROM (
         SELECT {", ".join([*event_dims, ""])}
                count(DISTINCT visitor) AS visitors,
                count(*) FILTER (WHERE name = 'pageview') AS pageviews,
@@ -179,23 +265,23 @@ ea AS (
         sql += f""",
 s AS (
     SELECT session_id, count(*) FILTER (WHERE name = 'pageview') AS pageviews,
-           extract(epoch FROM max(ts) - min(ts)) AS duration, min(ts) AS started
+           {dialect.seconds_between("min(ts)", "max(ts)")} AS duration, min(ts) AS started
     FROM e WHERE session_id IN (SELECT session_id FROM f) GROUP BY session_id
 ),
 sa AS (
-    SELECT *{key} FROM (
+    SELECT *{_key(len(dims))} FROM (
         SELECT {", ".join([*session_dims, ""])}
                count(*) AS visits,
                avg(s.duration) AS visit_duration,
                100.0 * avg(CASE WHEN s.pageviews <= 1 THEN 1 ELSE 0 END) AS bounce_rate,
                avg(s.pageviews) AS views_per_visit
-        FROM (SELECT DISTINCT {distinct_dims} FROM f) d JOIN s USING (session_id)
+        FROM (SELECT DISTINCT {distinct_dims} FROM f) d
+        JOIN s ON s.session_id = d.session_id
         {group_by}) g
 )"""
     totals = "(SELECT count(DISTINCT visitor) FROM f) AS total_visitors"
-    base = (
-        f"(SELECT count(DISTINCT visitor) FROM e WHERE {where(visit_filter, p)}) AS base_visitors"
-    )
+    base_filter = where(visit_filter, p)
+    base = f"(SELECT count(DISTINCT visitor) FROM e WHERE {base_filter}) AS base_visitors"
     select_dims = [
         f"coalesce(ea.d{i}, sa.d{i}) AS d{i}" if session_metrics else f"ea.d{i}"
         for i in range(len(dims))
@@ -213,4 +299,4 @@ SELECT {", ".join([*select_dims, ""])}
        {SESSION_COLUMNS if session_metrics else ""}
        {totals}, {base}
 FROM {join}"""
-    return sql, p.values
+    return p.finish(sql)

@@ -68,6 +68,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """`local`: Iceberg tables under the data folder; `firehose`: the archive delivery streams."""
     archive_events_stream: str = "topup-archive-events"
     archive_initial_events_stream: str = "topup-archive-initial-events"
+    athena_workgroup: str = "topup"
+    """Athena workgroup for archive queries (it caps the bytes a query may scan)."""
+    athena_database: str = "topup"
+    """Glue database holding the archive's Iceberg tables."""
 
     geoip_database: str | None = None
     """A MaxMind GeoLite2/GeoIP2 .mmdb for city-level geo without CloudFront (else country only)."""

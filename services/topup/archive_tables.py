@@ -1,13 +1,16 @@
-"""The archive's Iceberg tables, their schema and partition spec, and rows → Arrow.
+"""The archive's Iceberg tables: columns, schema, partition spec, and rows → Arrow.
 
-One schema per table, shared by the local archive (pyiceberg) and, through `infra/`, the Glue
-tables in AWS. Identifiers are strings (Athena and DuckDB read them as such) and timestamps are
-UTC microseconds.
+Shared by process (which appends) and query (which reads), and mirrored by the Glue tables in
+`infra/`. Identifiers are strings (Athena and DuckDB read them as such) and timestamps are UTC
+microseconds. Partitioned by `bucket(16, site_id)` and `day(ts)`: day partitions make a date
+range read only its days; bucketing the site (rather than one partition per site) keeps a
+small site from producing a file per day of its own while a one-site query still skips 15/16.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,20 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import BucketTransform, DayTransform
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
-from process.archive import BUCKETS, NAMESPACE
-from process.rows import EVENT_COLUMNS, INITIAL_COLUMNS, EventRow, InitialRow
+NAMESPACE = "topup"
+BUCKETS = 16
+
+EVENT_COLUMNS = (
+    "event_id", "site_id", "ts", "session_id", "visitor_id", "name", "hostname", "pathname",
+    "props",
+)  # fmt: skip
+INITIAL_COLUMNS = (
+    "event_id", "site_id", "ts", "session_id", "visitor_id", "distinct_id", "hostname",
+    "entry_page", "referrer", "referrer_source", "channel", "utm_source", "utm_medium",
+    "utm_campaign", "utm_content", "utm_term", "country", "region", "city", "timezone", "device",
+    "browser", "browser_version", "os", "os_version", "screen", "device_model",
+    "device_manufacturer",
+)  # fmt: skip
 
 _LONGS = {"session_id", "visitor_id"}
 _REQUIRED = {"event_id", "site_id", "ts", "session_id", "hostname"}
@@ -78,7 +93,8 @@ def open_tables(root: Path) -> dict[str, Any]:
     return tables
 
 
-def to_arrow(table: str, rows: list[EventRow] | list[InitialRow]) -> pa.Table:
+def to_arrow(table: str, rows: Sequence[Any]) -> pa.Table:
+    """Rows (objects with an attribute per column) as an Arrow table of the archive's schema."""
     schema = SCHEMAS[table].as_arrow()
     columns: dict[str, list[Any]] = {name: [] for name in COLUMNS[table]}
     for row in rows:

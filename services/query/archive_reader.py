@@ -1,0 +1,190 @@
+"""Reading the archive: the Trino SQL of `stats_sql`, run where the archive lives.
+
+- `AthenaReader` (AWS): StartQueryExecution in the configured workgroup (which caps the bytes a
+  query may scan), polling with backoff up to a time limit, paginated results.
+- `LocalArchiveReader` (`topup dev`): the SQL transpiled to DuckDB with sqlglot, run over a
+  pyiceberg scan of the local warehouse (DuckDB's own iceberg extension cannot be downloaded
+  here). The scan reads only the site's rows in the range, pruned by the partition spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from topup.settings import Settings
+
+Row = dict[str, Any]
+
+
+class ArchiveQueryError(RuntimeError):
+    """The archive could not answer (a failed or timed-out query)."""
+
+
+class ArchiveReader(Protocol):
+    async def fetch(
+        self, sql: str, params: list[Any], site_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[Row]: ...
+
+
+class LocalArchiveReader:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    async def fetch(
+        self, sql: str, params: list[Any], site_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[Row]:
+        return await asyncio.to_thread(self._fetch, sql, params, site_id, start, end)
+
+    def _fetch(
+        self, sql: str, params: list[Any], site_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[Row]:
+        import duckdb
+        import sqlglot
+
+        from topup.archive_tables import open_tables
+
+        tables = open_tables(self.root)
+        # Sessions may begin up to two days before the range (stats_sql.SESSION_SLACK). Every
+        # value here is ours (a UUID, two instants), so the filter text is safe to compose.
+        row_filter = (
+            f"site_id == '{uuid.UUID(str(site_id))}' AND "
+            f"ts >= '{(start - timedelta(days=2)).isoformat()}' AND ts < '{end.isoformat()}'"
+        )
+        con = duckdb.connect()
+        try:
+            for name, table in tables.items():
+                con.register(name, table.scan(row_filter=row_filter).to_arrow())
+            local_sql = sqlglot.transpile(sql, read="trino", write="duckdb")[0]
+            cursor = con.execute(local_sql, params)
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
+        finally:
+            con.close()
+
+
+_ATHENA_TYPES: dict[str, Callable[[str], Any]] = {
+    "bigint": int, "integer": int, "smallint": int, "tinyint": int, "double": float,
+    "float": float, "real": float, "decimal": Decimal, "boolean": lambda v: v == "true",
+}  # fmt: skip
+
+
+def _athena_value(value: str | None, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind in _ATHENA_TYPES:
+        return _ATHENA_TYPES[kind](value)
+    if kind.startswith("timestamp"):
+        return datetime.fromisoformat(value.replace(" UTC", "").strip())
+    return value
+
+
+class AthenaReader:
+    """Athena over the Glue Iceberg tables."""
+
+    def __init__(
+        self, *, workgroup: str, database: str, region: str, endpoint_url: str | None = None,
+        time_limit_s: float = 60.0, first_poll_s: float = 0.2, max_poll_s: float = 2.0,
+    ) -> None:  # fmt: skip
+        self.workgroup = workgroup
+        self.database = database
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.time_limit_s = time_limit_s
+        self.first_poll_s = first_poll_s
+        self.max_poll_s = max_poll_s
+
+    async def fetch(
+        self, sql: str, params: list[Any], site_id: uuid.UUID, start: datetime, end: datetime
+    ) -> list[Row]:
+        import aioboto3
+
+        async with aioboto3.Session().client(
+            "athena", region_name=self.region, endpoint_url=self.endpoint_url
+        ) as athena:
+            request: dict[str, Any] = {
+                "QueryString": sql,
+                "WorkGroup": self.workgroup,
+                "QueryExecutionContext": {"Database": self.database},
+            }
+            if params:
+                # Athena substitutes execution parameters as SQL literals: quote strings.
+                request["ExecutionParameters"] = [_athena_literal(p) for p in params]
+            started = await athena.start_query_execution(**request)
+            execution_id = started["QueryExecutionId"]
+            await self._wait(athena, execution_id)
+            return await self._results(athena, execution_id)
+
+    async def _wait(self, athena: Any, execution_id: str) -> None:
+        deadline = time.monotonic() + self.time_limit_s
+        pause = self.first_poll_s
+        while True:
+            status = (await athena.get_query_execution(QueryExecutionId=execution_id))[
+                "QueryExecution"
+            ]["Status"]
+            state = status["State"]
+            if state == "SUCCEEDED":
+                return
+            if state in ("FAILED", "CANCELLED"):
+                reason = status.get("StateChangeReason", state)
+                raise ArchiveQueryError(f"Athena query {execution_id} {state.lower()}: {reason}")
+            if time.monotonic() + pause > deadline:
+                await athena.stop_query_execution(QueryExecutionId=execution_id)
+                raise ArchiveQueryError(
+                    f"Athena query {execution_id} took longer than {self.time_limit_s:.0f} s"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.max_poll_s)
+
+    async def _results(self, athena: Any, execution_id: str) -> list[Row]:
+        rows: list[Row] = []
+        columns: list[tuple[str, str]] = []
+        token: str | None = None
+        first_page = True
+        while True:
+            request: dict[str, Any] = {"QueryExecutionId": execution_id, "MaxResults": 1000}
+            if token:
+                request["NextToken"] = token
+            page = await athena.get_query_results(**request)
+            result = page["ResultSet"]
+            if not columns:
+                columns = [
+                    (c["Name"], c["Type"].lower())
+                    for c in result["ResultSetMetadata"]["ColumnInfo"]
+                ]
+            data = result["Rows"]
+            if first_page and data:
+                data = data[1:]  # the first row of the first page repeats the column names
+            first_page = False
+            for row in data:
+                values = [cell.get("VarCharValue") for cell in row["Data"]]
+                rows.append(
+                    {
+                        name: _athena_value(v, kind)
+                        for (name, kind), v in zip(columns, values, strict=True)
+                    }
+                )
+            token = page.get("NextToken")
+            if not token:
+                return rows
+
+
+def _athena_literal(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def archive_reader_from_settings(settings: Settings) -> ArchiveReader:
+    if settings.archive == "firehose":
+        return AthenaReader(
+            workgroup=settings.athena_workgroup, database=settings.athena_database,
+            region=settings.aws_region, endpoint_url=settings.aws_endpoint_url,
+        )  # fmt: skip
+    return LocalArchiveReader(Path(settings.data_dir) / "archive")
