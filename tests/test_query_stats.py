@@ -266,10 +266,11 @@ async def test_hourly_for_one_day(env):
     assert len(labels) == 24 and labels[0].endswith(" 00:00:00")
     today = NOW.astimezone(ZoneInfo(ZONE)).date()
     start, end = day_bounds(today, today)
-    rows = [r for r in env["truth"].in_range(start, end) if r["name"] == "pageview"]
     by_hour = defaultdict(int)
-    for r in rows:
-        by_hour[r["ts"].astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:00:00")] += 1
+    for r in env["truth"].in_range(start, end):  # an hour with only custom events has 0 pageviews
+        by_hour[r["ts"].astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:00:00")] += (
+            r["name"] == "pageview"
+        )
     assert {r["dimensions"][0]: r["metrics"][0] for r in answer["results"]} == dict(by_hour)
 
 

@@ -1,5 +1,6 @@
 """The local router sends each path where CloudFront sends it in AWS."""
 
+import asyncio
 from urllib.parse import urlsplit
 
 import pytest
@@ -46,10 +47,15 @@ async def test_health_is_503_when_the_database_is_gone(settings, postgres_server
     async with LiveServer(build_router(settings)) as server, server.client() as client:
         admin = await connect(postgres_server_url)
         name = urlsplit(settings.database_url).path.lstrip("/")
+        await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
         )
-        await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        for _ in range(100):  # termination is asynchronous: wait until the backends are gone
+            left = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+            if await admin.fetchval(left, name) == 0:
+                break
+            await asyncio.sleep(0.05)
         try:
             answer = await client.get("/healthz")
             assert answer.status_code == 503

@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 
 from query.archive_reader import archive_reader_from_settings
 from query.auth import Unauthenticated, authenticate, verifier_from_settings
+from query.dashboard_routes import SECURITY_HEADERS, asset, dashboard
 from query.management import AccountController, SiteController
 from query.stats_request import InvalidQueryError
 from query.stats_routes import export_csv, query_stats, realtime
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     return Litestar(
         route_handlers=[
+            dashboard,
+            asset,
             AccountController,
             SiteController,
             query_stats,
@@ -106,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[pool],
         cors_config=cors,
+        response_headers=SECURITY_HEADERS,
         openapi_config=OpenAPIConfig(title="TopUp Analytics", version="0.1.0", path="/schema"),
         logging_config=None,  # logging is the process's to configure, not the app's
     )

@@ -16,7 +16,7 @@ from topup import accounts, sites
 from topup.accounts import Account, ApiKey
 from topup.sites import Site, SiteChanges
 from topup.snippet import tracker_snippet
-from topup.tiers import Tier
+from topup.tiers import TIER_FIELDS, TIER_GUIDE, Tier
 
 
 class NewSite(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,6 +62,14 @@ def public_url(settings: Config, request: Request[Any, Any, Any]) -> str:
     return settings.public_url or str(request.base_url).rstrip("/")
 
 
+class TierInfo(msgspec.Struct):
+    tier: Tier
+    title: str
+    collects: str
+    tell_visitors: str
+    fields: list[str]
+
+
 class AccountController(Controller):
     path = "/api"
     tags = ("account",)
@@ -70,6 +78,13 @@ class AccountController(Controller):
     async def me(self, account: Caller) -> Account:
         """The calling account."""
         return account
+
+    @get("/tiers")
+    async def tiers(self, account: Caller) -> list[TierInfo]:
+        """The privacy tiers: what each collects, what to tell visitors, and its fields."""
+        return [
+            TierInfo(tier, fields=sorted(TIER_FIELDS[tier]), **TIER_GUIDE[tier]) for tier in Tier
+        ]
 
     @get("/keys")
     async def list_keys(self, account: Caller, conn: Conn) -> list[ApiKey]:

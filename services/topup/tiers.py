@@ -93,3 +93,46 @@ def check_allowed_fields(tier: Tier, allowed_fields: list[str]) -> None:
     extra = sorted(set(allowed_fields) - TIER_FIELDS[tier])
     if extra:
         raise ValueError(f"fields not collected by tier {tier.value}: {', '.join(extra)}")
+
+
+# Plain-language explanations for site owners (the dashboard's settings show them).
+TIER_GUIDE: dict[Tier, dict[str, str]] = {
+    Tier.BANNER_FREE: {
+        "title": "Banner-free",
+        "collects": (
+            "Page views, custom event names, referrer (site and path), UTM tags, country and "
+            "region, device class, browser and OS family. A random id that lives in one tab for "
+            "one visit; no IP address is used and nothing is stored on the visitor's device "
+            "beyond that tab."
+        ),
+        "tell_visitors": (
+            "No consent banner is needed. Your privacy policy can say: we count visits "
+            "anonymously, without cookies, without storing IP addresses or identifiers."
+        ),
+    },
+    Tier.PRIVACY_POLICY: {
+        "title": "Privacy policy",
+        "collects": (
+            "Everything in Banner-free, plus custom properties, city, time zone, screen size and "
+            "browser/OS major versions, and a daily visitor id: a keyed hash of IP address and "
+            "browser with a random salt that is deleted after 48 hours, so returning visitors "
+            "are counted once a day but never recognised across days."
+        ),
+        "tell_visitors": (
+            "Mention it in your privacy policy and offer an opt-out link (any page with "
+            "?notrack). No consent banner is needed in most jurisdictions, like Plausible."
+        ),
+    },
+    Tier.FULL: {
+        "title": "Full (with consent)",
+        "collects": (
+            "Everything in Privacy policy, plus the full referrer URL, device model and maker, "
+            "full version numbers, and a persistent id in the visitor's browser, created only "
+            "after they consent (topup('consent', true))."
+        ),
+        "tell_visitors": (
+            "You need a consent banner: call topup('consent', true) when the visitor agrees. "
+            "List the data above in your privacy policy."
+        ),
+    },
+}

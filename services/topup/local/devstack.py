@@ -15,6 +15,7 @@ import msgspec
 
 from topup import accounts, sites
 from topup.database import connect, migrate
+from topup.local.demo import create_demo_app
 from topup.local.embedded_postgres import database
 from topup.local.router import LocalRouter
 from topup.maintenance import maintain
@@ -136,7 +137,8 @@ def banner(info: DevInfo, dev_json: Path) -> str:
         [
             "",
             "TopUp Analytics is running.",
-            f"  Dashboard:  {info.url}/",
+            f"  Dashboard:  {info.url}/   (sign in with the API key below)",
+            f"  Demo site:  {info.url}/demo/   (click around, then watch the dashboard)",
             f"  Site id:    {info.site_id}",
             f"  API key:    {info.api_key}",
             "  Tracker snippet (paste into your pages' <head>):",
@@ -148,8 +150,8 @@ def banner(info: DevInfo, dev_json: Path) -> str:
     )
 
 
-def build_router(settings: Settings) -> LocalRouter:
-    """The one place that knows all three services."""
+def build_router(settings: Settings, demo: DevInfo | None = None) -> LocalRouter:
+    """The one place that knows all three services (and, with `demo`, the demo site)."""
     from ingest.app import create_app as ingest_app
     from process.app import create_app as process_app
     from query.app import create_app as query_app
@@ -159,6 +161,7 @@ def build_router(settings: Settings) -> LocalRouter:
         process_app(settings),
         query_app(settings),
         background=lambda: maintenance_loop(settings),
+        demo=None if demo is None else create_demo_app(demo.site_id, demo.url),
     )
 
 
@@ -197,7 +200,7 @@ def run(settings: Settings, *, host: str, port: int, echo: Callable[[str], None]
         info = asyncio.run(prepare(settings, url))
         dev_json = write_dev_json(Path(settings.data_dir), info)
         asyncio.run(
-            _serve(build_router(settings), host, port, lambda: echo(banner(info, dev_json)))
+            _serve(build_router(settings, info), host, port, lambda: echo(banner(info, dev_json)))
         )
 
 

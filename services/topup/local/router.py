@@ -1,8 +1,9 @@
 """The local router: one ASGI app on one port that mounts the three services as CloudFront would.
 
-`/api/event` and `/js/*` go to ingest, `/firehose` to process (where the local firehose delivers),
-everything else to query. Each service is also reachable under `/_ingest`, `/_process` and
-`/_query` (e.g. `/_process/healthz`), and `/healthz` reports all three.
+`/api/event` and `/js/*` go to ingest, `/firehose` to process (where the local firehose
+delivers), `/demo/*` to the demo site, everything else to query. Each service is also reachable
+under `/_ingest`, `/_process` and `/_query` (e.g. `/_process/healthz`), and `/healthz` reports
+all three.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ class LocalRouter:
         process: Litestar,
         query: Litestar,
         background: Callable[[], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+        demo: Litestar | None = None,
     ) -> None:
         self.services = {"ingest": ingest, "process": process, "query": query}
+        self.demo = demo
         self._background = background
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -38,6 +41,8 @@ class LocalRouter:
             return self.services["ingest"], path
         if path == "/firehose":
             return self.services["process"], path
+        if self.demo is not None and (path == "/demo" or path.startswith("/demo/")):
+            return self.demo, path
         return self.services["query"], path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
