@@ -261,7 +261,7 @@ async function fillCard(list, dimension, events) {
   const filters = events ? [...view().filters, ['is_not', 'event:name', ['pageview']]] : view().filters;
   const metric = dimension === 'event:page' ? 'pageviews' : events ? 'events' : 'visitors';
   const answer = await api('/api/query', { method: 'POST', body: JSON.stringify({
-    site_id: state.site.id, date_range: dateRange(view()), filters, metrics: [metric, 'visitors'],
+    site_id: state.site.id, date_range: dateRange(view()), filters, metrics: [metric],
     dimensions: [dimension], pagination: { limit: 9 } }) });
   const rows = answer.results.filter((r) => r.dimensions[0] !== null || dimension !== 'visit:source');
   if (!rows.length) return list.replaceChildren(el('li', { class: 'muted', text: 'Nothing in this range.' }));
@@ -313,7 +313,9 @@ async function renderSettings() {
 
 function renderFieldChoices(tierName, allowed) {
   const tier = state.tiers.find((t) => t.tier === tierName);
-  $('field-choices').replaceChildren(...tier.fields.map((f) => el('label', {},
+  // What an event is (its name, page, host) is always kept; the rest can be narrowed.
+  const optional = tier.fields.filter((f) => !['name', 'pathname', 'hostname'].includes(f));
+  $('field-choices').replaceChildren(...optional.map((f) => el('label', {},
     Object.assign(el('input', { type: 'checkbox', name: 'field', value: f }), { checked: !allowed || allowed.includes(f) }),
     ` ${f}`)));
 }

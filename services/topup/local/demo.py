@@ -32,7 +32,7 @@ def page(slug: str, site_id: uuid.UUID, base_url: str) -> str:
     title, text = PAGES[slug]
     links = " · ".join(f'<a href="/demo/{s}">{escape(PAGES[s][0])}</a>' for s in PAGES)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <title>{escape(title)} · Demo</title>
 <script defer data-site="{site_id}" data-local data-outbound data-downloads
         src="{escape(base_url)}/js/script.links.js"></script>

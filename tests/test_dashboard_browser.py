@@ -1,0 +1,228 @@
+"""The dashboard in real headless Chromium against `topup dev` with seeded data: what a site
+owner sees must equal what the API answers. Screenshots go to test-artifacts/ (not committed)."""
+
+import asyncio
+import json
+import re
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.stats_data import generate, store
+from tests.test_dev import DevProcess, postgres_processes
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+def in_thread(coroutine):
+    """Run async set-up in a thread of its own, beside Playwright's event loop."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("dash") / "data"
+    process = DevProcess(data_dir, free_port())
+    info = json.loads((data_dir / "dev.json").read_text())
+    site_id = uuid.UUID(info["site_id"])
+    # The generated traffic is on example.com; the demo site also owns it for this test.
+    answer = httpx.patch(
+        f"{info['url']}/api/sites/{site_id}",
+        headers={"Authorization": f"Bearer {info['api_key']}"},
+        json={"domains": ["localhost", "127.0.0.1", "example.com"]},
+    )
+    assert answer.status_code == 200, answer.text
+    in_thread(
+        store(
+            info["database_url"],
+            generate(site_id, days=40, visits_per_day=15, seed=5, now=datetime.now(UTC)),
+            data_dir / "archive",
+        )
+    )
+    yield info
+    process.stop()
+    assert postgres_processes(data_dir) == []
+
+
+def api_query(info, **body):
+    answer = httpx.post(
+        f"{info['url']}/api/query",
+        headers={"Authorization": f"Bearer {info['api_key']}"},
+        json={"site_id": info["site_id"]} | body,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["results"]
+
+
+@pytest.fixture
+def page(chromium, dev, request):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(dev["url"] + "/")
+    page.fill("#api-key", dev["api_key"])
+    page.click("#sign-in-form button")
+    page.wait_for_selector(".stat")
+    page.wait_for_selector("#top-stats[aria-busy=false]")
+    yield page
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert problems == []
+
+
+def wait_until(page, expression, timeout_s=10.0):
+    """Poll a JavaScript expression (the dashboard's CSP forbids the eval wait_for_function uses)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(50)
+
+
+def stat(page, metric):
+    return page.inner_text(f"[data-metric={metric}] .stat-value")
+
+
+def test_top_stats_equal_the_api(page, dev):
+    expected = api_query(
+        dev, metrics=["visitors", "visits", "pageviews", "bounce_rate"], date_range="30d"
+    )[0]["metrics"]
+    shown = [
+        int(stat(page, m).replace(",", "").rstrip("%"))
+        for m in ("visitors", "visits", "pageviews", "bounce_rate")
+    ]
+    assert shown == expected and expected[0] > 0
+    assert page.get_attribute("#graph", "data-points") == "30"
+
+
+def test_clicking_a_row_filters_the_whole_dashboard(page, dev):
+    page.click("[data-card=Locations] .tabs button[data-dimension='visit:country']")
+    row = page.locator("[data-card=Locations] .row").first
+    country = row.get_attribute("data-value")
+    row.click()
+    page.wait_for_selector(".chip[data-filter='visit:country']")
+    page.wait_for_selector("#top-stats[aria-busy=false]")
+    expected = api_query(
+        dev,
+        metrics=["visitors", "pageviews"],
+        date_range="30d",
+        filters=[["is", "visit:country", [country]]],
+    )[0]["metrics"]
+    assert [int(stat(page, m).replace(",", "")) for m in ("visitors", "pageviews")] == expected
+    assert "filters=" in page.url and country in page.url  # the view is in the URL
+    page.reload()
+    page.wait_for_selector(".chip[data-filter='visit:country']")  # and survives a reload
+    page.click(".chip button")
+    wait_until(page, "document.querySelectorAll('.chip').length === 0")
+
+
+def test_date_range_changes_the_graph(page, dev):
+    page.click("[data-range='7d']")
+    wait_until(page, "document.getElementById('graph').dataset.points === '7'")
+    page.click("[data-range=day]")
+    wait_until(page, "document.getElementById('graph').dataset.points === '24'")
+    assert re.search(r"range=day", page.url)
+    expected = api_query(dev, metrics=["pageviews"], date_range="day")[0]["metrics"][0]
+    page.wait_for_selector("#top-stats[aria-busy=false]")
+    assert int(stat(page, "pageviews").replace(",", "")) == expected
+
+
+def test_settings_save_survive_a_reload_and_the_tier_hides_fields(page, dev):
+    assert page.locator("[data-dimension='visit:city']").count() == 0  # banner_free: no cities
+    page.click("#settings-link")
+    page.wait_for_selector("#settings-form")
+    page.fill("#settings-form input[name=timezone]", "Europe/Berlin")
+    page.check("input[name=tier][value=privacy_policy]")
+    page.click("#settings-form button[type=submit]")
+    page.wait_for_selector("#settings-saved:not([hidden])")
+    page.reload()
+    page.wait_for_selector("#settings-form")
+    wait_until(
+        page,
+        "document.querySelector('#settings-form input[name=timezone]').value === 'Europe/Berlin'",
+    )
+    assert page.is_checked("input[name=tier][value=privacy_policy]")
+    page.goto(page.url.replace("page=settings&", "").replace("page=settings", ""))
+    page.wait_for_selector("[data-card=Locations] .tabs button[data-dimension='visit:city']")
+    # Narrow the fields: the cities tab goes away again.
+    page.click("#settings-link")
+    page.wait_for_selector("#field-choices input[value=city]")
+    page.uncheck("#field-choices input[value=city]")
+    page.click("#settings-form button[type=submit]")
+    page.wait_for_selector("#settings-saved:not([hidden])")
+    page.goto(page.url.replace("page=settings&", "").replace("page=settings", ""))
+    page.wait_for_selector("[data-card=Locations] .tabs button")
+    assert page.locator("[data-dimension='visit:city']").count() == 0
+    site = httpx.get(
+        f"{dev['url']}/api/sites/{dev['site_id']}",
+        headers={"Authorization": f"Bearer {dev['api_key']}"},
+    ).json()
+    assert site["tier"] == "privacy_policy" and "city" not in site["allowed_fields"]
+    httpx.patch(
+        f"{dev['url']}/api/sites/{dev['site_id']}",
+        headers={"Authorization": f"Bearer {dev['api_key']}"},
+        json={"tier": "banner_free", "allowed_fields": None, "timezone": "UTC"},
+    )
+
+
+def test_phone_width_and_add_site_flow(chromium, dev):
+    context = chromium.new_context(viewport={"width": 375, "height": 812})
+    page = context.new_page()
+    page.goto(dev["url"] + "/")
+    page.fill("#api-key", dev["api_key"])
+    page.click("#sign-in-form button")
+    page.wait_for_selector(".stat")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    page.click("#add-site")
+    page.fill("#new-site-form input[name=name]", "Shop")
+    page.fill("#new-site-form input[name=domain]", "shop.example.com")
+    page.click("#new-site-form button[type=submit]")
+    page.wait_for_selector("#new-site-done:not([hidden])")
+    assert 'data-site="' in page.inner_text("#new-site-snippet")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "add_site_phone.png"), full_page=True)
+    context.close()
+
+
+def test_demo_site_visit_shows_up(chromium, dev):
+    context = chromium.new_context(
+        user_agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+    )
+    page = context.new_page()
+    before = api_query(dev, metrics=["pageviews"], date_range="day")[0]["metrics"][0]
+    page.goto(dev["url"] + "/demo/")
+    page.click("text=Pricing")
+    page.click("#signup")
+    for _ in range(100):
+        now = api_query(dev, metrics=["pageviews"], date_range="day")[0]["metrics"][0]
+        if now >= before + 2:
+            break
+        page.wait_for_timeout(100)
+    assert now == before + 2
+    events = api_query(
+        dev, metrics=["events"], date_range="day", filters=[["is", "event:name", ["Signup"]]]
+    )
+    assert events[0]["metrics"][0] >= 1
+    context.close()
