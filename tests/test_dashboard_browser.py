@@ -79,6 +79,12 @@ def page(chromium, dev, request):
     problems = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else None
+        ),
+    )
     page.goto(dev["url"] + "/")
     page.fill("#api-key", dev["api_key"])
     page.click("#sign-in-form button")
@@ -180,6 +186,7 @@ def test_settings_save_survive_a_reload_and_the_tier_hides_fields(page, dev):
         headers={"Authorization": f"Bearer {dev['api_key']}"},
     ).json()
     assert site["tier"] == "privacy_policy" and "city" not in site["allowed_fields"]
+    page.goto("about:blank")  # leave before the tier changes back, or in-flight queries get 400s
     httpx.patch(
         f"{dev['url']}/api/sites/{dev['site_id']}",
         headers={"Authorization": f"Bearer {dev['api_key']}"},
@@ -226,3 +233,149 @@ def test_demo_site_visit_shows_up(chromium, dev):
     )
     assert events[0]["metrics"][0] >= 1
     context.close()
+
+
+def test_sign_in_with_the_hosted_login(chromium, tmp_path):
+    """Authorization code with PKCE against a stand-in for Cognito's hosted UI on loopback."""
+    import base64
+    import hashlib
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from litestar import Litestar, Request, Response, get, post
+    from litestar.response import Redirect
+
+    from tests.conftest import ThreadedServer
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = key.public_key().public_numbers()
+
+    def b64(n: int) -> str:
+        return (
+            base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+            .rstrip(b"=")
+            .decode()
+        )
+
+    issuer, client = "https://cognito-idp.local/pool", "dashboard-client"
+    codes: dict[str, str] = {}
+
+    @get("/.well-known/jwks.json")
+    async def jwks() -> dict:
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "kid": "k1",
+                    "alg": "RS256",
+                    "n": b64(numbers.n),
+                    "e": b64(numbers.e),
+                }
+            ]
+        }
+
+    @get("/oauth2/authorize")
+    async def authorize(request: Request) -> Redirect:
+        q = request.query_params
+        assert q["client_id"] == client and q["code_challenge_method"] == "S256"
+        codes["code-1"] = q["code_challenge"]
+        return Redirect(f"{q['redirect_uri']}?code=code-1&state={q['state']}")
+
+    @post("/oauth2/token", status_code=200)
+    async def token(request: Request) -> Response:
+        form = await request.form()
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(form["code_verifier"].encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        if codes.get(form["code"]) != challenge or form["client_id"] != client:
+            return Response(
+                {"error": "invalid_grant"},
+                status_code=400,
+                headers={"Access-Control-Allow-Origin": "*"},
+            )
+        claims = {
+            "iss": issuer,
+            "aud": client,
+            "sub": "cognito-user-1",
+            "email": "owner@example.com",
+            "exp": int(time.time()) + 600,
+            "token_use": "id",
+        }
+        id_token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+        return Response(
+            {"id_token": id_token, "access_token": id_token, "token_type": "Bearer"},
+            headers={"Access-Control-Allow-Origin": "*"},
+        )
+
+    with ThreadedServer(Litestar([jwks, authorize, token], logging_config=None)) as provider:
+        data_dir = tmp_path / "data"
+        dev = DevProcess(
+            data_dir,
+            free_port(),
+            env={
+                "TOPUP_OIDC_ISSUER": issuer,
+                "TOPUP_OIDC_AUDIENCE": client,
+                "TOPUP_OIDC_JWKS_URL": f"{provider.url}/.well-known/jwks.json",
+                "TOPUP_OIDC_LOGIN_URL": provider.url,
+            },
+        )
+        try:
+            context = chromium.new_context()
+            page = context.new_page()
+            page.goto(dev.url + "/")
+            page.click("#oidc-sign-in")
+            page.wait_for_selector("#new-site-form")  # a new account has no sites yet: add one
+            assert page.url.rstrip("/") == dev.url or "page=new" in page.url
+            token_in_tab = page.evaluate("sessionStorage.getItem('topup_api_key')")
+            me = httpx.get(
+                f"{dev.url}/api/me", headers={"Authorization": f"Bearer {token_in_tab}"}
+            ).json()
+            assert me["name"] == "owner@example.com" and me["external_id"] == "cognito-user-1"
+            csp = httpx.get(dev.url + "/").headers["content-security-policy"]
+            assert f"connect-src 'self' {provider.url}" in csp
+            context.close()
+        finally:
+            dev.stop()
+
+
+def test_event_properties_and_csv_export(page, dev):
+    # The seeded site is banner_free: custom properties are not collected, so no tab for them.
+    assert page.locator("[data-card=Events] button[data-dimension=props]").count() == 0
+    httpx.patch(
+        f"{dev['url']}/api/sites/{dev['site_id']}",
+        headers={"Authorization": f"Bearer {dev['api_key']}"},
+        json={"tier": "privacy_policy"},
+    )
+    in_thread(
+        store(
+            dev["database_url"],
+            generate(
+                uuid.UUID(dev["site_id"]), days=2, visits_per_day=60, seed=9, now=datetime.now(UTC)
+            ),
+        )
+    )
+    page.reload()
+    page.click("[data-card=Events] button[data-dimension=props]")
+    page.wait_for_selector("[data-card=Events] .row[data-value^='plan=']")
+    expected = api_query(dev, metrics=["events"], date_range="30d", dimensions=["event:props:plan"])
+    shown = {
+        row.get_attribute("data-value") for row in page.locator("[data-card=Events] .row").all()
+    }
+    assert {f"plan={r['dimensions'][0]}" for r in expected if r["dimensions"][0]} <= shown
+    page.locator("[data-card=Events] .row[data-value^='plan=']").first.click()
+    page.wait_for_selector(".chip[data-filter='event:props:plan']")
+    with page.expect_download() as download:
+        page.click("#export")
+    text = Path(download.value.path()).read_text()
+    assert text.splitlines()[0] == "event:page,visitors,pageviews,bounce_rate,visit_duration"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "event_properties.png"), full_page=True)
+    page.goto("about:blank")  # leave before the tier changes back, or in-flight queries get 400s
+    httpx.patch(
+        f"{dev['url']}/api/sites/{dev['site_id']}",
+        headers={"Authorization": f"Bearer {dev['api_key']}"},
+        json={"tier": "banner_free", "allowed_fields": None},
+    )

@@ -27,8 +27,8 @@ def postgres_processes(data_dir: Path) -> list[psutil.Process]:
 
 
 class DevProcess:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")}
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")} | (env or {})
         self.proc = subprocess.Popen(
             [TOPUP, "dev", "--port", str(port), "--data-dir", str(data_dir)],
             stdout=subprocess.PIPE,

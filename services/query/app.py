@@ -8,9 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
-from litestar import Litestar, Request, Response
+import msgspec
+from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
@@ -19,10 +21,10 @@ from litestar.openapi import OpenAPIConfig
 
 from query.archive_reader import archive_reader_from_settings
 from query.auth import Unauthenticated, authenticate, verifier_from_settings
-from query.dashboard_routes import SECURITY_HEADERS, asset, dashboard
+from query.dashboard_routes import asset, dashboard, security_headers
 from query.management import AccountController, SiteController
 from query.stats_request import InvalidQueryError
-from query.stats_routes import export_csv, query_stats, realtime
+from query.stats_routes import export_csv, prop_keys, query_stats, realtime
 from topup.accounts import Account, NotFoundError
 from topup.database import create_pool
 from topup.settings import Settings, load_settings
@@ -42,6 +44,22 @@ def _unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[A
         return Response({"error": exc.detail}, status_code=exc.status_code)
     log.exception("%s %s failed", request.method, request.url.path)
     return _error(500, "internal error")
+
+
+def login_origin(settings: Settings) -> str | None:
+    if not settings.oidc_login_url:
+        return None
+    parts = urlsplit(settings.oidc_login_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class AuthConfig(msgspec.Struct):
+    """How the dashboard may sign in: always with an API key; with the hosted login if set."""
+
+    api_keys: bool
+    authorize_url: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -75,6 +93,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await app.state.pool.close()
 
+    @get("/api/auth/config", tags=["account"])
+    async def auth_config() -> AuthConfig:
+        """Sign-in options for the dashboard (no credentials needed)."""
+        if settings.oidc_login_url and settings.oidc_audience:
+            base = settings.oidc_login_url.rstrip("/")
+            return AuthConfig(True, f"{base}/oauth2/authorize", f"{base}/oauth2/token",
+                              settings.oidc_audience)  # fmt: skip
+        return AuthConfig(True)
+
     cors = (
         CORSConfig(
             allow_origins=[settings.dashboard_origin],
@@ -89,11 +116,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             dashboard,
             asset,
+            auth_config,
             AccountController,
             SiteController,
             query_stats,
             realtime,
             export_csv,
+            prop_keys,
             health_route("query", uses_database=True),
         ],
         dependencies={
@@ -109,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         lifespan=[pool],
         cors_config=cors,
-        response_headers=SECURITY_HEADERS,
+        response_headers=security_headers(login_origin(settings)),
         openapi_config=OpenAPIConfig(title="TopUp Analytics", version="0.1.0", path="/schema"),
         logging_config=None,  # logging is the process's to configure, not the app's
     )

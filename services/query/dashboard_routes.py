@@ -17,19 +17,22 @@ TYPES = {
     "app.js": "application/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
-# Every response of the query service: no inline script, nothing from elsewhere, no framing.
-SECURITY_HEADERS = [
-    ResponseHeader(
-        name="Content-Security-Policy",
-        value=(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-        ),
-    ),
-    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-    ResponseHeader(name="Referrer-Policy", value="same-origin"),
-    ResponseHeader(name="X-Frame-Options", value="DENY"),
-]
+
+
+def security_headers(login_origin: str | None) -> list[ResponseHeader]:
+    """Every response of the query service: no inline script, nothing from elsewhere (but the
+    hosted login's token endpoint, when there is one), no framing."""
+    connect = "'self'" + (f" {login_origin}" if login_origin else "")
+    policy = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {connect}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return [
+        ResponseHeader(name="Content-Security-Policy", value=policy),
+        ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+        ResponseHeader(name="Referrer-Policy", value="same-origin"),
+        ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ]
 
 
 class Asset(msgspec.Struct, frozen=True):

@@ -101,3 +101,36 @@ async def export_csv(request: Request[Any, Any, Any], account: Caller, conn: Con
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+class PropKeys(msgspec.Struct):
+    keys: list[str]
+
+
+@get("/api/props", tags=["stats"])
+async def prop_keys(
+    account: Caller,
+    conn: Conn,
+    site_id: FromQuery[str],
+    date_range: FromQuery[str] = "30d",
+    event: FromQuery[str | None] = None,
+) -> PropKeys:
+    """The custom property keys seen in a preset range (of one event name, if given), from the
+    recent store: what `event:props:<key>` can break down by."""
+    site = await _site_for(conn, account, site_id)
+    zone = _zone(site.timezone)
+    today = datetime.now(UTC).astimezone(zone).date()
+    start, end, _, _ = stats_request.resolve_range(
+        date_range, site.timezone, today, site.created_at.astimezone(zone).date()
+    )
+    rows = await conn.fetch(
+        """SELECT DISTINCT jsonb_object_keys(props) AS key FROM events
+           WHERE site_id = $1 AND ts >= $2 AND ts < $3 AND props IS NOT NULL
+             AND ($4::text IS NULL OR name = $4)
+           ORDER BY key LIMIT 100""",
+        site.id,
+        start,
+        end,
+        event,
+    )
+    return PropKeys([r["key"] for r in rows])

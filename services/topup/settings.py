@@ -87,6 +87,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """The app client id tokens must be issued to."""
     oidc_jwks_url: str | None = None
     """The issuer's JWKS (Cognito: <issuer>/.well-known/jwks.json)."""
+    oidc_login_url: str | None = None
+    """The hosted login's base URL, whose /oauth2/authorize and /oauth2/token the dashboard uses
+    (Cognito: https://DOMAIN.auth.REGION.amazoncognito.com); unset: API-key sign-in only."""
 
     # -- AWS
     aws_region: str = "us-east-1"

@@ -23,7 +23,7 @@ const CARDS = [
     ['Cities', 'visit:city', 'city']]],
   ['Devices', [['Devices', 'visit:device', 'device'], ['Browsers', 'visit:browser', 'browser'],
     ['Systems', 'visit:os', 'os'], ['Screens', 'visit:screen', 'screen']]],
-  ['Events', [['Custom events', 'event:name', 'name']]],
+  ['Events', [['Custom events', 'event:name', 'name'], ['Properties', 'props', 'props']]],
 ];
 
 const state = { sites: [], tiers: [], site: null, tab: {}, realtimeTimer: 0 };
@@ -250,7 +250,8 @@ async function renderCards() {
     }));
     const list = el('ol', { class: 'rows', 'data-dimension': current[1] });
     cards.push(el('div', { class: 'panel card', 'data-card': title }, el('h2', { text: title }), tabBar, list));
-    fillCard(list, current[1], title === 'Events').catch((err) => list.replaceChildren(
+    const fill = current[1] === 'props' ? fillProps(list) : fillCard(list, current[1], title === 'Events');
+    fill.catch((err) => list.replaceChildren(
       el('li', { class: 'error', text: err.message })));
   }
   $('cards').replaceChildren(...cards);
@@ -280,6 +281,77 @@ async function fillCard(list, dimension, events) {
     }
     return item;
   }));
+}
+
+// Custom properties: the keys seen (of the filtered event, if one is), each with its top values.
+async function fillProps(list) {
+  list.replaceChildren(el('li', { class: 'muted', text: 'Loading…' }));
+  const v = view();
+  const named = v.filters.find((f) => f[0] === 'is' && f[1] === 'event:name');
+  const range = typeof dateRange(v) === 'string' ? dateRange(v) : '30d';
+  const params = new URLSearchParams({ site_id: state.site.id, date_range: range });
+  if (named) params.set('event', named[2][0]);
+  const { keys } = await api(`/api/props?${params}`);
+  if (!keys.length) return list.replaceChildren(el('li', { class: 'muted', text: 'No custom properties in this range.' }));
+  const items = [];
+  for (const key of keys.slice(0, 6)) {
+    const dimension = `event:props:${key}`;
+    const answer = await api('/api/query', { method: 'POST', body: JSON.stringify({
+      site_id: state.site.id, date_range: dateRange(v), filters: v.filters, metrics: ['events'],
+      dimensions: [dimension], pagination: { limit: 5 } }) });
+    for (const r of answer.results) {
+      if (r.dimensions[0] === null) continue;
+      const item = el('li', { class: 'row', tabindex: '0', 'data-value': `${key}=${r.dimensions[0]}` },
+        el('span', { class: 'name', text: `${key}: ${r.dimensions[0]}` }),
+        el('span', { class: 'count', text: r.metrics[0].toLocaleString() }));
+      item.addEventListener('click', () => go({ filters: [...v.filters.filter((f) => f[1] !== dimension),
+        ['is', dimension, [r.dimensions[0]]]] }));
+      items.push(item);
+    }
+  }
+  list.replaceChildren(...items);
+}
+
+// -- signing in with the hosted login (authorization code with PKCE) -------------------------
+
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
+  .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+async function startLogin(config) {
+  const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const stateToken = b64url(crypto.getRandomValues(new Uint8Array(16)));
+  sessionStorage.setItem('topup_pkce', JSON.stringify({ verifier, state: stateToken, back: location.search }));
+  const challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+  const params = new URLSearchParams({ response_type: 'code', client_id: config.client_id,
+    redirect_uri: `${location.origin}/`, scope: 'openid email', state: stateToken,
+    code_challenge: challenge, code_challenge_method: 'S256' });
+  location.assign(`${config.authorize_url}?${params}`);
+}
+
+async function finishLogin(config, params) {
+  const saved = JSON.parse(sessionStorage.getItem('topup_pkce') || '{}');
+  sessionStorage.removeItem('topup_pkce');
+  if (!saved.state || saved.state !== params.get('state')) throw new Error('The sign-in did not complete: please try again.');
+  const response = await fetch(config.token_url, { method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', client_id: config.client_id,
+      code: params.get('code'), redirect_uri: `${location.origin}/`, code_verifier: saved.verifier }) });
+  if (!response.ok) throw new Error('The sign-in was refused: please try again.');
+  const tokens = await response.json();
+  sessionStorage.setItem(KEY, tokens.id_token);
+  history.replaceState(null, '', `/${saved.back || ''}`);
+}
+
+async function signInOptions() {
+  const config = await (await fetch('/api/auth/config')).json();
+  const params = new URLSearchParams(location.search);
+  if (config.authorize_url && params.get('code')) {
+    try { await finishLogin(config, params); } catch (err) { error('sign-in-error', err); history.replaceState(null, '', '/'); }
+  }
+  if (config.authorize_url) {
+    $('oidc-sign-in').hidden = false;
+    $('oidc-sign-in').addEventListener('click', () => startLogin(config));
+  }
 }
 
 // -- settings -----------------------------------------------------------------------------------
@@ -416,5 +488,5 @@ document.addEventListener('DOMContentLoaded', () => {
       .then(() => { b.textContent = 'Copied'; }, () => { b.textContent = 'Select and copy'; }));
   }
   window.addEventListener('popstate', render);
-  render();
+  signInOptions().finally(render);
 });
