@@ -332,3 +332,15 @@ def test_buffer_record_is_newline_delimited_json():
     assert record.count(b"\n") == 2
     assert decode_record(record) == [event, event]
     assert event.context == RequestContext()
+
+
+async def test_cloudfront_headers_need_the_origin_secret_when_one_is_set():
+    headers = dict(CLOUDFRONT)
+    forged = await _context_for(headers, trust_cloudfront_headers=True, origin_secret="s3cret")
+    assert (forged.ip, forged.country) == ("127.0.0.1", None)
+    through_cloudfront = await _context_for(
+        headers | {"X-Topup-Origin": "s3cret"},
+        trust_cloudfront_headers=True,
+        origin_secret="s3cret",
+    )
+    assert (through_cloudfront.ip, through_cloudfront.country) == ("203.0.113.9", "DE")

@@ -50,6 +50,7 @@ _CONTEXT_HEADERS = frozenset(
         b"cloudfront-viewer-country-region",
         b"cloudfront-viewer-city",
         b"cloudfront-viewer-time-zone",
+        b"x-topup-origin",
     }
 )
 
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, sink: Sink | None = None) -> Li
             request.client.host if request.client else None,
             trust_cloudfront=settings.trust_cloudfront_headers,
             trusted_proxies=trusted,
+            origin_secret=settings.origin_secret,
         )
         try:
             await buffer.put(encode_record(stamp(events, context)))

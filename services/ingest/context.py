@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -78,7 +79,12 @@ def request_context(
     *,
     trust_cloudfront: bool,
     trusted_proxies: Sequence[Network],
+    origin_secret: str | None = None,
 ) -> RequestContext:
+    if trust_cloudfront and origin_secret is not None:
+        # Only requests that came through CloudFront carry the secret it adds.
+        given = headers.get("x-topup-origin", "")
+        trust_cloudfront = hmac.compare_digest(given.encode(), origin_secret.encode())
     geo = headers if trust_cloudfront else {}
     return RequestContext(
         ip=client_ip(

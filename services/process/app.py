@@ -25,6 +25,7 @@ from process.archive import ArchiveUnavailableError, archive_from_settings
 from process.deliveries import BadDeliveryError, Processor, read_delivery
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
+from topup.aws_secrets import resolve_secrets
 from topup.database import DatabaseUnavailableError, create_pool
 from topup.settings import Settings, load_settings
 from topup.telemetry import setup_telemetry
@@ -64,9 +65,8 @@ def internal_error(request: Request[Any, Any, State], exc: Exception) -> Respons
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = load_settings() if settings is None else settings
     setup_telemetry("process")
-    if settings.firehose_access_key is None:
+    if settings.firehose_access_key is None and settings.firehose_access_key_secret_arn is None:
         raise ValueError("process needs TOPUP_FIREHOSE_ACCESS_KEY (the key Firehose sends)")
-    access_key = settings.firehose_access_key.encode()
     archive = archive_from_settings(settings)
 
     @post("/firehose", status_code=200)
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         """A Firehose HTTP endpoint delivery: `{requestId, timestamp, records: [{data}]}`."""
         request_id = request.headers.get("x-amz-firehose-request-id", "")
         given = request.headers.get("x-amz-firehose-access-key", "").encode()
-        if not hmac.compare_digest(given, access_key):
+        if not hmac.compare_digest(given, request.app.state.access_key):
             return answer(request_id, 401, "wrong or missing X-Amz-Firehose-Access-Key")
         try:
             delivery = read_delivery(await request.body(), request.headers.get("content-encoding"))
@@ -92,9 +92,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Parser patterns and GeoIP data load here, not on the first delivery.
         user_agents.warm_up()
         geo.warm_up(settings.geoip_database)
-        if settings.database_url is None:
+        resolved = await resolve_secrets(settings)
+        if resolved.database_url is None or resolved.firehose_access_key is None:
             raise RuntimeError("process needs TOPUP_DATABASE_URL (topup dev sets it)")
-        pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+        app.state.access_key = resolved.firehose_access_key.encode()
+        pool = await create_pool(resolved.database_url, max_size=settings.database_pool_size)
         await archive.start()
         app.state.pool = pool
         app.state.processor = Processor(pool, archive, SiteDirectory(), Salts())

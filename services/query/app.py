@@ -26,6 +26,7 @@ from query.management import AccountController, SiteController
 from query.stats_request import InvalidQueryError
 from query.stats_routes import export_csv, prop_keys, query_stats, realtime
 from topup.accounts import Account, NotFoundError
+from topup.aws_secrets import resolve_secrets
 from topup.database import create_pool
 from topup.settings import Settings, load_settings
 from topup.sites import InvalidSiteError
@@ -81,12 +82,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def pool(app: Litestar) -> AsyncIterator[None]:
-        if settings.database_url is None:
+        resolved = await resolve_secrets(settings)
+        if resolved.database_url is None:
             raise RuntimeError("query needs TOPUP_DATABASE_URL (topup dev sets it)")
         app.state.settings = settings
         app.state.archive = archive_reader_from_settings(settings)
         app.state.pool = await create_pool(
-            settings.database_url, max_size=settings.database_pool_size
+            resolved.database_url, max_size=settings.database_pool_size
         )
         try:
             yield

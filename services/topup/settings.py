@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # -- stores
     database_url: PostgresUrl | None = None
     """PostgreSQL to use; unset starts an embedded server in `data_dir`."""
+    database_secret_arn: str | None = None
+    """In AWS: the Secrets Manager secret (RDS JSON: host, port, username, password, dbname) the
+    database URL is built from at start-up, instead of TOPUP_DATABASE_URL."""
     data_dir: str = ".topup"
     """Local state: embedded database, firehose spool, archive warehouse, dev.json."""
     database_pool_size: Positive = 10
@@ -52,6 +55,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     firehose_stream: str = "topup-ingest"
     firehose_access_key: str | None = None
     """Shared secret Firehose sends to process; `topup dev` generates one when unset."""
+    firehose_access_key_secret_arn: str | None = None
+    """In AWS: the secret (`{"api_key": …}`, as Firehose reads it) holding that key."""
     process_url: str | None = None
     """Where the local firehose delivers; `topup dev` points it at its own router."""
     buffer_gzip: bool = False
@@ -62,6 +67,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     """CIDRs whose `X-Forwarded-For` is believed (the client IP is the first hop)."""
     trust_cloudfront_headers: bool = False
     """Believe CloudFront's viewer address and geo headers (only behind CloudFront, as in AWS)."""
+    origin_secret: str | None = None
+    """With trust_cloudfront_headers: believe them only on requests carrying this value in
+    `X-Topup-Origin` (CloudFront adds it), so a request sent to the function URL directly
+    cannot forge a viewer address or country."""
 
     # -- archive
     archive: Literal["local", "firehose"] = "local"

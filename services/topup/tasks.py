@@ -1,0 +1,53 @@
+"""Lambda entry points for the deploy-time migration and the scheduled maintenance (AWS).
+
+`migrate_handler` is the on-event handler of a CloudFormation custom resource (through the CDK
+Provider framework): it applies the schema on Create and Update, and leaves the data on Delete.
+`maintain_handler` runs `topup maintain` on an EventBridge schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from topup.aws_secrets import resolve_secrets
+from topup.database import connect, migrate
+from topup.maintenance import maintain
+from topup.settings import load_settings
+
+SCHEMA_RESOURCE_ID = "topup-schema"
+
+
+async def _migrate() -> list[str]:
+    settings = await resolve_secrets(load_settings())
+    assert settings.database_url is not None, "TOPUP_DATABASE_URL or TOPUP_DATABASE_SECRET_ARN"
+    conn = await connect(settings.database_url)
+    try:
+        return [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
+    finally:
+        await conn.close()
+
+
+async def _maintain() -> dict[str, Any]:
+    settings = await resolve_secrets(load_settings())
+    assert settings.database_url is not None, "TOPUP_DATABASE_URL or TOPUP_DATABASE_SECRET_ARN"
+    conn = await connect(settings.database_url)
+    try:
+        report = await maintain(conn, retention_days=settings.retention_days)
+    finally:
+        await conn.close()
+    result: dict[str, Any] = msgspec.to_builtins(report)
+    return result
+
+
+def migrate_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    applied: list[str] = []
+    if event.get("RequestType") in ("Create", "Update"):
+        applied = asyncio.run(_migrate())
+    return {"PhysicalResourceId": SCHEMA_RESOURCE_ID, "Data": {"Applied": ",".join(applied)}}
+
+
+def maintain_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return asyncio.run(_maintain())
