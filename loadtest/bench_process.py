@@ -18,7 +18,7 @@ from process.deliveries import Processor
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
 from topup import accounts, sites
-from topup.archive_tables import EVENT_COLUMNS, INITIAL_COLUMNS
+from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 from topup.database import connect, create_pool, migrate
 from topup.ids import new_id
 from topup.tiers import Tier

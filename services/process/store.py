@@ -35,7 +35,7 @@ from process.rows import (
     event_row,
     initial_row,
 )
-from topup.archive_tables import EVENT_COLUMNS, INITIAL_COLUMNS
+from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 
 NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
 SESSION_LOOKBACK_DAYS = 1

@@ -36,7 +36,7 @@ from query.stats_request import (
     Filter,
     StatsQuery,
 )
-from topup.archive_tables import EVENT_COLUMNS
+from topup.archive_layout import EVENT_COLUMNS
 from topup.tiers import Tier
 
 VISIT_COLUMNS = (

@@ -23,20 +23,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import BucketTransform, DayTransform
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
-NAMESPACE = "topup"
-BUCKETS = 16
-
-EVENT_COLUMNS = (
-    "event_id", "site_id", "ts", "session_id", "visitor_id", "name", "hostname", "pathname",
-    "props",
-)  # fmt: skip
-INITIAL_COLUMNS = (
-    "event_id", "site_id", "ts", "session_id", "visitor_id", "distinct_id", "hostname",
-    "entry_page", "referrer", "referrer_source", "channel", "utm_source", "utm_medium",
-    "utm_campaign", "utm_content", "utm_term", "country", "region", "city", "timezone", "device",
-    "browser", "browser_version", "os", "os_version", "screen", "device_model",
-    "device_manufacturer",
-)  # fmt: skip
+from topup.archive_layout import BUCKETS, EVENT_COLUMNS, INITIAL_COLUMNS, NAMESPACE
 
 _LONGS = {"session_id", "visitor_id"}
 _REQUIRED = {"event_id", "site_id", "ts", "session_id", "hostname"}
