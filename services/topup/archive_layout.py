@@ -20,3 +20,23 @@ INITIAL_COLUMNS = (
     "browser", "browser_version", "os", "os_version", "screen", "device_model",
     "device_manufacturer",
 )  # fmt: skip
+
+# Iceberg types: identifiers are strings, the two hashes are longs, `ts` is a UTC timestamp.
+_LONGS = frozenset({"session_id", "visitor_id"})
+_REQUIRED = frozenset({"event_id", "site_id", "ts", "session_id", "hostname"})
+COLUMNS = {"events": EVENT_COLUMNS, "initial_events": INITIAL_COLUMNS}
+# (partition field name, source column, Iceberg transform)
+PARTITION_FIELDS = (("site_bucket", "site_id", f"bucket[{BUCKETS}]"), ("ts_day", "ts", "day"))
+
+
+def iceberg_fields(table: str) -> list[tuple[int, str, str, bool]]:
+    """(field id, name, Iceberg type, required) of a table's columns, in order."""
+    return [
+        (
+            position,
+            name,
+            "timestamptz" if name == "ts" else "long" if name in _LONGS else "string",
+            name in _REQUIRED,
+        )
+        for position, name in enumerate(COLUMNS[table], start=1)
+    ]

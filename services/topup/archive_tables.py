@@ -23,35 +23,45 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import BucketTransform, DayTransform
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
-from topup.archive_layout import BUCKETS, EVENT_COLUMNS, INITIAL_COLUMNS, NAMESPACE
+from topup.archive_layout import (
+    BUCKETS,
+    COLUMNS,
+    NAMESPACE,
+    PARTITION_FIELDS,
+    iceberg_fields,
+)
 
-_LONGS = {"session_id", "visitor_id"}
-_REQUIRED = {"event_id", "site_id", "ts", "session_id", "hostname"}
-
-
-def schema_for(columns: tuple[str, ...]) -> Schema:
-    fields = []
-    for position, name in enumerate(columns, start=1):
-        kind = TimestamptzType() if name == "ts" else LongType() if name in _LONGS else StringType()
-        fields.append(NestedField(position, name, kind, required=name in _REQUIRED))
-    return Schema(*fields)
+_TYPES = {"string": StringType, "long": LongType, "timestamptz": TimestamptzType}
 
 
-COLUMNS = {"events": EVENT_COLUMNS, "initial_events": INITIAL_COLUMNS}
-SCHEMAS = {table: schema_for(columns) for table, columns in COLUMNS.items()}
+def schema_for(table: str) -> Schema:
+    return Schema(
+        *(
+            NestedField(field_id, name, _TYPES[kind](), required=required)
+            for field_id, name, kind, required in iceberg_fields(table)
+        )
+    )
+
+
+SCHEMAS = {table: schema_for(table) for table in COLUMNS}
 
 
 def partition_spec(schema: Schema) -> PartitionSpec:
+    transforms: dict[str, Any] = {
+        f"bucket[{BUCKETS}]": BucketTransform(BUCKETS),
+        "day": DayTransform(),
+    }
     return PartitionSpec(
-        PartitionField(
-            source_id=schema.find_field("site_id").field_id, field_id=1000,
-            transform=BucketTransform(BUCKETS), name="site_bucket",
-        ),
-        PartitionField(
-            source_id=schema.find_field("ts").field_id, field_id=1001,
-            transform=DayTransform(), name="ts_day",
-        ),
-    )  # fmt: skip
+        *(
+            PartitionField(
+                source_id=schema.find_field(source).field_id,
+                field_id=1000 + i,
+                transform=transforms[transform],
+                name=name,
+            )
+            for i, (name, source, transform) in enumerate(PARTITION_FIELDS)
+        )
+    )
 
 
 def catalog(root: Path) -> SqlCatalog:
