@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := ingest,process,query,local,dev
+EXTRAS := ingest,process,query,local,infra,dev
 STAMP  := $(VENV)/.installed
 
 .PHONY: dev test lint bench lock tracker clean
@@ -17,8 +17,8 @@ dev: $(STAMP)
 	$(BIN)/topup dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check services tests loadtest
-	$(BIN)/ruff format --check services tests loadtest
+	$(BIN)/ruff check services infra tests loadtest
+	$(BIN)/ruff format --check services infra tests loadtest
 	$(BIN)/mypy
 
 test: lint

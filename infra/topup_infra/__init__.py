@@ -1,0 +1,1 @@
+"""TopUp Analytics on AWS: one construct per concern, composed by `stack.TopupStack`."""

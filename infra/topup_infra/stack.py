@@ -1,0 +1,174 @@
+"""The whole system in one stack, composed of one construct per concern."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from topup_infra.archive import RESULTS_PREFIX, Archive
+from topup_infra.auth import Auth
+from topup_infra.config import DeployConfig
+from topup_infra.database import Database
+from topup_infra.network import Network
+from topup_infra.operations import Operations
+from topup_infra.router import Router
+from topup_infra.services import ServiceFunction, image
+from topup_infra.streams import Streams
+
+
+class TopupStack(Stack):
+    def __init__(self, scope: Construct, id: str, config: DeployConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id, **kwargs)
+        network = Network(self, "Network", config)
+        database = Database(self, "Database", config, network.vpc, network.functions)
+        archive = Archive(self, "Archive", config)
+        auth = Auth(self, "Auth", config)
+        origin_secret = secretsmanager.Secret(
+            self,
+            "OriginSecret",
+            description="Header CloudFront adds to requests for ingest",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=40
+            ),
+        )
+        common = {
+            "TOPUP_AWS_REGION": Aws.REGION,
+            "OTEL_TRACES_EXPORTER": "none",
+            "TOPUP_RETENTION_DAYS": str(config.retention_days),
+            "TOPUP_RECENT_WINDOW_DAYS": str(config.recent_window_days),
+        }
+        with_database = common | {"TOPUP_DATABASE_SECRET_ARN": database.secret.secret_arn}
+
+        process = ServiceFunction(
+            self,
+            "Process",
+            code=image("process"),
+            memory_mb=1024,
+            timeout=Duration.seconds(120),
+            environment=with_database | {"TOPUP_ARCHIVE": "firehose"},
+            vpc=network.vpc,
+            security_group=network.functions,
+        )
+        assert process.url is not None
+        streams = Streams(self, "Streams", config, process_url=process.url.url, archive=archive)
+        process.function.add_environment(
+            "TOPUP_FIREHOSE_ACCESS_KEY_SECRET_ARN", streams.access_key.secret_arn
+        )
+        process.function.add_environment(
+            "TOPUP_ARCHIVE_EVENTS_STREAM",
+            streams.archive_streams["events"].delivery_stream_name or "",
+        )
+        process.function.add_environment(
+            "TOPUP_ARCHIVE_INITIAL_EVENTS_STREAM",
+            streams.archive_streams["initial_events"].delivery_stream_name or "",
+        )
+        database.secret.grant_read(process.function)
+        streams.access_key.grant_read(process.function)
+        streams.grant_put(process.function, *streams.archive_streams.values())
+
+        ingest = ServiceFunction(
+            self,
+            "Ingest",
+            code=image("ingest"),
+            memory_mb=512,
+            timeout=Duration.seconds(10),
+            environment=common
+            | {
+                "TOPUP_SINK": "firehose",
+                "TOPUP_FIREHOSE_STREAM": streams.ingest.delivery_stream_name or "",
+                "TOPUP_TRUST_CLOUDFRONT_HEADERS": "true",
+                "TOPUP_ORIGIN_SECRET": origin_secret.secret_value.unsafe_unwrap(),
+            },
+        )
+        streams.grant_put(ingest.function, streams.ingest)
+
+        query = ServiceFunction(
+            self,
+            "Query",
+            code=image("query"),
+            memory_mb=1024,
+            timeout=Duration.seconds(30),
+            environment=with_database
+            | {
+                "TOPUP_ARCHIVE": "firehose",
+                "TOPUP_ATHENA_WORKGROUP": archive.workgroup.name,
+                "TOPUP_ATHENA_DATABASE": archive.database_name,
+                "TOPUP_OIDC_ISSUER": auth.issuer,
+                "TOPUP_OIDC_AUDIENCE": auth.client.ref,
+                "TOPUP_OIDC_JWKS_URL": auth.jwks_url,
+                "TOPUP_OIDC_LOGIN_URL": auth.login_url,
+            },
+            vpc=network.vpc,
+            security_group=network.functions,
+        )
+        database.secret.grant_read(query.function)
+        query.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:GetQueryResults",
+                    "athena:StopQueryExecution",
+                ],
+                resources=[archive.workgroup_arn],
+            )
+        )
+        query.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+                resources=[
+                    archive.catalog_arn,
+                    archive.database_arn,
+                    *(archive.table_arn(t) for t in archive.tables),
+                ],
+            )
+        )
+        archive.bucket.grant_read(query.function)
+        archive.bucket.grant_put(query.function, f"{RESULTS_PREFIX}*")
+
+        assert ingest.url is not None and query.url is not None
+        router = Router(
+            self,
+            "Router",
+            ingest_url=ingest.url,
+            query_url=query.url,
+            origin_secret=origin_secret.secret_value.unsafe_unwrap(),
+        )
+        auth.allow_login_at(router.url)
+
+        migrate = ServiceFunction(
+            self,
+            "Migrate",
+            code=image("process", "topup.tasks.migrate_handler"),
+            memory_mb=512,
+            timeout=Duration.minutes(5),
+            environment=with_database,
+            vpc=network.vpc,
+            security_group=network.functions,
+            url=False,
+        )
+        maintain = ServiceFunction(
+            self,
+            "Maintain",
+            code=image("process", "topup.tasks.maintain_handler"),
+            memory_mb=512,
+            timeout=Duration.minutes(5),
+            environment=with_database,
+            vpc=network.vpc,
+            security_group=network.functions,
+            url=False,
+        )
+        for task in (migrate, maintain):
+            database.secret.grant_read(task.function)
+        operations = Operations(self, "Operations", config, migrate=migrate, maintain=maintain)
+        operations.schema.node.add_dependency(database.cluster)
+
+        CfnOutput(self, "DashboardUrl", value=f"{router.url}/")
+        CfnOutput(self, "TrackerScriptUrl", value=f"{router.url}/js/script.js")
+        CfnOutput(self, "UserPoolId", value=auth.pool.user_pool_id)
+        CfnOutput(self, "UserPoolClientId", value=auth.client.ref)
+        CfnOutput(self, "LoginUrl", value=auth.login_url)

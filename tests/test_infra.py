@@ -1,0 +1,247 @@
+"""The CDK app, synthesized offline and checked: what the template must contain, and cfn-lint.
+
+Ignored cfn-lint rule: W3005 (a DependsOn that a GetAtt already implies). The CDK adds it for
+every function's role, and the Firehose streams need their role's *policy* in place before
+CloudFormation creates them, which only the explicit dependency on the role construct gives.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+
+CFN_LINT_IGNORED = ["W3005"]
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cdk")
+    os.environ.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(root / "jsii-cache"))
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from topup_infra.config import config_from_context
+    from topup_infra.stack import TopupStack
+
+    app = cdk.App(outdir=str(root / "cdk.out"))
+    stack = TopupStack(
+        app, "Topup-test", config_from_context({"stage": "test", "aurora_max_acu": 8})
+    )
+    assembly = app.synth()
+    return Template.from_stack(stack), assembly.stacks[0].template_full_path
+
+
+def resources(template, kind):
+    return template.find_resources(kind)
+
+
+def only(template, kind):
+    found = resources(template, kind)
+    assert len(found) == 1, f"{len(found)} {kind}"
+    return next(iter(found.values()))["Properties"]
+
+
+def test_database_scales_to_zero_on_a_current_engine(synthesized):
+    template, _ = synthesized
+    cluster = only(template, "AWS::RDS::DBCluster")
+    assert cluster["Engine"] == "aurora-postgresql" and cluster["EngineVersion"].startswith("16.")
+    assert cluster["ServerlessV2ScalingConfiguration"]["MinCapacity"] == 0
+    assert cluster["ServerlessV2ScalingConfiguration"]["MaxCapacity"] == 8
+    assert cluster["StorageEncrypted"] is True
+    assert "MasterUserPassword" in cluster  # from the generated secret
+    template.resource_count_is("AWS::SecretsManager::Secret", 3)  # database, Firehose key, origin
+
+
+def test_no_nat_gateway_and_only_the_endpoints_needed(synthesized):
+    template, _ = synthesized
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    endpoints = resources(template, "AWS::EC2::VPCEndpoint").values()
+    names = sorted(json.dumps(e["Properties"]["ServiceName"]) for e in endpoints)
+    assert len(names) == 4
+    for service in ("secretsmanager", "firehose", "athena", "s3"):
+        assert any(service in n for n in names), service
+    interface = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
+    assert all(len(e["Properties"]["SubnetIds"]) == 1 for e in interface)  # one AZ by default
+
+
+def test_functions_are_arm64_images_with_their_settings(synthesized):
+    template, _ = synthesized
+    functions = {
+        k: v["Properties"]
+        for k, v in resources(template, "AWS::Lambda::Function").items()
+        if v["Properties"].get("PackageType") == "Image"
+    }
+    assert len(functions) == 5  # ingest, process, query, migrate, maintain
+    assert all(f["Architectures"] == ["arm64"] for f in functions.values())
+    env = {name: f["Environment"]["Variables"] for name, f in functions.items()}
+    ingest = next(v for n, v in env.items() if n.startswith("Ingest"))
+    assert ingest["TOPUP_SINK"] == "firehose" and ingest["TOPUP_TRUST_CLOUDFRONT_HEADERS"] == "true"
+    assert ingest["TOPUP_FIREHOSE_STREAM"] == "topup-test-ingest"
+    process = next(v for n, v in env.items() if n.startswith("Process"))
+    assert process["TOPUP_ARCHIVE"] == "firehose" and "TOPUP_DATABASE_SECRET_ARN" in process
+    assert "TOPUP_FIREHOSE_ACCESS_KEY_SECRET_ARN" in process
+    query = next(v for n, v in env.items() if n.startswith("Query"))
+    assert {
+        "TOPUP_OIDC_ISSUER",
+        "TOPUP_OIDC_AUDIENCE",
+        "TOPUP_OIDC_JWKS_URL",
+        "TOPUP_ATHENA_WORKGROUP",
+    } <= set(query)
+    commands = sorted(str(f.get("ImageConfig", {}).get("Command")) for f in functions.values())
+    assert (
+        "['topup.tasks.maintain_handler']" in commands
+        and "['topup.tasks.migrate_handler']" in commands
+    )
+    ingest_fn = next(f for n, f in functions.items() if n.startswith("Ingest"))
+    assert "VpcConfig" not in ingest_fn  # ingest never touches the database
+
+
+def test_ingest_stream_delivers_to_process_over_http(synthesized):
+    template, _ = synthesized
+    streams = {
+        v["Properties"]["DeliveryStreamName"]: v["Properties"]
+        for v in resources(template, "AWS::KinesisFirehose::DeliveryStream").values()
+    }
+    http = streams["topup-test-ingest"]["HttpEndpointDestinationConfiguration"]
+    assert "/firehose" in json.dumps(http["EndpointConfiguration"]["Url"])
+    assert http["SecretsManagerConfiguration"]["Enabled"] is True
+    assert http["S3BackupMode"] == "FailedDataOnly"
+    assert http["RequestConfiguration"]["ContentEncoding"] == "GZIP"
+    for table in ("events", "initial-events"):
+        iceberg = streams[f"topup-test-archive-{table}"]["IcebergDestinationConfiguration"]
+        assert iceberg["BufferingHints"] == {"IntervalInSeconds": 900, "SizeInMBs": 128}
+        assert iceberg["DestinationTableConfigurationList"][0][
+            "DestinationTableName"
+        ] == table.replace("-", "_")
+
+
+def test_archive_tables_match_the_local_archive(synthesized):
+    from topup.archive_layout import BUCKETS, COLUMNS
+
+    template, _ = synthesized
+    tables = {
+        v["Properties"]["TableInput"]["Name"]: v["Properties"]
+        for v in resources(template, "AWS::Glue::Table").values()
+    }
+    assert set(tables) == set(COLUMNS)
+    for name, table in tables.items():
+        iceberg = table["OpenTableFormatInput"]["IcebergInput"]["IcebergTableInput"]
+        assert [f["Name"] for f in iceberg["Schema"]["Fields"]] == list(COLUMNS[name])
+        transforms = [(f["Name"], f["Transform"]) for f in iceberg["PartitionSpec"]["Fields"]]
+        assert transforms == [("site_bucket", f"bucket[{BUCKETS}]"), ("ts_day", "day")]
+    optimizers = resources(template, "AWS::Glue::TableOptimizer").values()
+    assert sorted(o["Properties"]["TableName"] for o in optimizers) == sorted(COLUMNS)
+    assert all(o["Properties"]["Type"] == "compaction" for o in optimizers)
+    workgroup = only(template, "AWS::Athena::WorkGroup")
+    assert workgroup["WorkGroupConfiguration"]["BytesScannedCutoffPerQuery"] == 10 * 1024**3
+    assert workgroup["WorkGroupConfiguration"]["EnforceWorkGroupConfiguration"] is True
+    bucket = only(template, "AWS::S3::Bucket")
+    assert (
+        bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ]["SSEAlgorithm"]
+        == "AES256"
+    )
+    assert any(
+        r.get("Prefix") == "firehose-failed/" and r.get("ExpirationInDays") == 14
+        for r in bucket["LifecycleConfiguration"]["Rules"]
+    )
+
+
+def _policies_of(template, role_prefix):
+    statements = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        roles = json.dumps(policy["Properties"].get("Roles", []))
+        if re.search(rf'"{role_prefix}', roles):
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _actions(statements):
+    out = set()
+    for s in statements:
+        out |= set([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    return out
+
+
+def test_each_function_has_only_the_access_it_needs(synthesized):
+    template, _ = synthesized
+    ingest = _policies_of(template, "IngestFunctionServiceRole")
+    assert _actions(ingest) == {"firehose:PutRecord", "firehose:PutRecordBatch"}
+    assert "topup-test-ingest" in json.dumps([s["Resource"] for s in ingest])
+    assert "archive" not in json.dumps([s["Resource"] for s in ingest])
+    process = _policies_of(template, "ProcessFunctionServiceRole")
+    assert _actions(process) <= {
+        "firehose:PutRecord",
+        "firehose:PutRecordBatch",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+    }
+    assert "topup-test-archive-events" in json.dumps(
+        process
+    ) and "topup-test-ingest" not in json.dumps(process)
+    query = _policies_of(template, "QueryFunctionServiceRole")
+    assert {"athena:StartQueryExecution", "athena:GetQueryResults"} <= _actions(query)
+    assert not any(a.startswith("firehose:") for a in _actions(query))
+    athena = next(s for s in query if "athena:StartQueryExecution" in s["Action"])
+    assert "workgroup/topup-test" in json.dumps(athena["Resource"])
+
+
+def test_cloudfront_routes_events_and_the_tracker_to_ingest(synthesized):
+    template, _ = synthesized
+    config = only(template, "AWS::CloudFront::Distribution")["DistributionConfig"]
+    behaviors = {b["PathPattern"]: b for b in config["CacheBehaviors"]}
+    assert set(behaviors) == {"/api/event", "/js/*"}
+    origins = {o["Id"]: o for o in config["Origins"]}
+    ingest_origin = origins[behaviors["/api/event"]["TargetOriginId"]]
+    assert ingest_origin["OriginCustomHeaders"][0]["HeaderName"] == "X-Topup-Origin"
+    assert behaviors["/js/*"]["TargetOriginId"] == behaviors["/api/event"]["TargetOriginId"]
+    assert (
+        config["DefaultCacheBehavior"]["TargetOriginId"]
+        != behaviors["/api/event"]["TargetOriginId"]
+    )
+    assert "POST" in behaviors["/api/event"]["AllowedMethods"]
+    assert config["DefaultCacheBehavior"]["ViewerProtocolPolicy"] == "redirect-to-https"
+
+
+def test_auth_migrations_and_maintenance(synthesized):
+    template, _ = synthesized
+    template.resource_count_is("AWS::Cognito::UserPool", 1)
+    template.resource_count_is("AWS::Cognito::UserPoolDomain", 1)
+    login = resources(template, "Custom::AWS")
+    assert "updateUserPoolClient" in json.dumps(login) and "CallbackURLs" in json.dumps(login)
+    schema = next(iter(resources(template, "Custom::TopupSchema").values()))
+    from topup_infra.operations import migrations_version
+
+    assert schema["Properties"]["Version"] == migrations_version()
+    rule = only(template, "AWS::Events::Rule")
+    assert rule["ScheduleExpression"] == "rate(1 hour)"
+    assert "Maintain" in json.dumps(rule["Targets"])
+    outputs = template.to_json()["Outputs"]
+    assert {
+        "DashboardUrl",
+        "TrackerScriptUrl",
+        "UserPoolId",
+        "UserPoolClientId",
+        "LoginUrl",
+    } <= set(outputs)
+
+
+def test_cfn_lint_passes(synthesized):
+    _, path = synthesized
+    lint = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", *CFN_LINT_IGNORED, "--", path],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
