@@ -238,7 +238,13 @@ def test_auth_migrations_and_maintenance(synthesized):
 def test_cfn_lint_passes(synthesized):
     _, path = synthesized
     lint = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", *CFN_LINT_IGNORED, "--", path],
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--ignore-checks",
+            *CFN_LINT_IGNORED,
+            "--",
+            path,
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -107,3 +107,14 @@ async def test_salts_rotate_and_none_outlives_two_days(db):
     assert report.salts_created == 2 and report.salts_deleted == 2
     salts = [r["salt"] for r in await db.fetch("SELECT salt FROM salts WHERE day >= $1", today)]
     assert len(set(salts)) == 2 and all(len(s) == 32 for s in salts)
+
+
+async def test_maintain_forgets_rate_limit_counters_of_past_hours(db):
+    await db.execute(
+        """INSERT INTO visitor_counters (site_id, visitor, hour, events) VALUES
+           (gen_random_uuid(), 1, date_trunc('hour', now()) - interval '3 hours', 9),
+           (gen_random_uuid(), 2, date_trunc('hour', now()), 4)"""
+    )
+    report = await maintain(db, retention_days=35)
+    assert report.counters_deleted == 1
+    assert await db.fetchval("SELECT visitor FROM visitor_counters") == 2

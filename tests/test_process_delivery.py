@@ -209,3 +209,37 @@ async def test_archive_holds_what_postgres_holds(process, db, site, settings):
     assert sorted(json.loads(r["props"])["n"] for r in archived) == list(range(9))
     initials = tables["initial_events"].scan().to_arrow().to_pylist()
     assert len(initials) == 3
+
+
+async def test_a_flood_from_one_visitor_costs_the_site_at_most_the_limit(process, db, site):
+    await db.execute("UPDATE sites SET visitor_hourly_limit = 40 WHERE id = $1", site.id)
+    # One client (one address and browser), rotating its session ids: the daily hash holds it.
+    flood = [event(site.id, f"https://example.com/{i}", session=f"fake-{i}") for i in range(300)]
+    other = [event(site.id, session="real-visitor", ip="198.51.100.20") for _ in range(3)]
+    for start in range(0, 300, 100):
+        assert (
+            await deliver(process, delivery_body([flood[start : start + 100]]))
+        ).status_code == 200
+    assert (await deliver(process, delivery_body([other]))).status_code == 200
+    assert await usage(db, site.id) == {"accepted": 43, "rate_limited": 260}
+    assert (
+        await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id)
+        == 1000 - 43
+    )
+
+
+async def test_without_a_hash_the_session_is_the_visitor(process, db):
+    account = await accounts.create_account(db, "Acme")
+    free = await sites.create_site(
+        db, account.id, name="x", domains=["example.com"], tier=Tier.BANNER_FREE, allowance=1000
+    )
+    await db.execute("UPDATE sites SET visitor_hourly_limit = 5 WHERE id = $1", free.id)
+    batch = [event(free.id, session="one-tab") for _ in range(8)] + [
+        event(free.id, session=f"t{i}") for i in range(4)
+    ]
+    assert (await deliver(process, delivery_body([batch]))).status_code == 200
+    assert await usage(db, free.id) == {"accepted": 9, "rate_limited": 3}
+    counters = await db.fetch(
+        "SELECT visitor, events FROM visitor_counters WHERE site_id = $1", free.id
+    )
+    assert sorted(r["events"] for r in counters) == [1, 1, 1, 1, 5]

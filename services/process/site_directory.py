@@ -21,9 +21,10 @@ class SiteConfig(msgspec.Struct, frozen=True):
     tier: Tier
     kept: frozenset[str]
     allowance_remaining: int
+    visitor_hourly_limit: int
 
 
-_COLUMNS = "id, domains, tier, allowed_fields, allowance_remaining"
+_COLUMNS = "id, domains, tier, allowed_fields, allowance_remaining, visitor_hourly_limit"
 
 
 def _config(row: asyncpg.Record) -> SiteConfig:
@@ -34,6 +35,7 @@ def _config(row: asyncpg.Record) -> SiteConfig:
         tier=tier,
         kept=kept_fields(tier, row["allowed_fields"]),
         allowance_remaining=row["allowance_remaining"],
+        visitor_hourly_limit=row["visitor_hourly_limit"],
     )
 
 

@@ -11,9 +11,12 @@ In order, inside the transaction:
 4. COPY the events in. Event ids are fresh UUIDv7s, so straight into the table; if one is
    already stored (an overlapping delivery), the transaction is rolled back and redone through a
    staging table and INSERT … ON CONFLICT DO NOTHING: such an event is skipped, counted nowhere.
-5. Grant allowance per site in one statement (check and decrement together); events beyond it
+5. Hold each visitor to the site's hourly limit (the daily visitor hash where the tier keeps
+   one, else the session): events beyond it are `rate_limited`, so a script sending events
+   with a site's id costs that site at most the limit per visitor and hour.
+6. Grant allowance per site in one statement (check and decrement together); events beyond it
    (the latest ones) are removed again and counted as `over_allowance`.
-6. Insert the initial rows, add the day's usage (accepted, and dropped by reason), and record
+7. Insert the initial rows, add the day's usage (accepted, and dropped by reason), and record
    the delivery's totals.
 """
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 import msgspec
@@ -145,6 +148,57 @@ async def _copy_insert(
     return {r["event_id"] for r in inserted}
 
 
+def _visitor(event: EventRow) -> int:
+    return event.session_id if event.visitor_id is None else event.visitor_id
+
+
+def _hour(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+async def _rate_limit(
+    conn: asyncpg.Connection,
+    rows: list[tuple[EventRow, InitialRow | None]],
+    limits: dict[uuid.UUID, int],
+) -> tuple[list[tuple[EventRow, InitialRow | None]], list[EventRow]]:
+    """Keep each visitor's events up to the site's hourly limit; the rest are rate limited."""
+    keys = {(e.site_id, _visitor(e), _hour(e.ts)) for e, _ in rows}
+    found = await conn.fetch(
+        """SELECT c.site_id, c.visitor, c.hour, c.events FROM visitor_counters c
+           JOIN unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS k(site_id, visitor, hour)
+             ON c.site_id = k.site_id AND c.visitor = k.visitor AND c.hour = k.hour""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+    )
+    counts: Counter[tuple[uuid.UUID, int, datetime]] = Counter(
+        {(r["site_id"], r["visitor"], r["hour"]): r["events"] for r in found}
+    )
+    added: Counter[tuple[uuid.UUID, int, datetime]] = Counter()
+    kept, limited = [], []
+    for event, initial in rows:  # in time order: a visitor's latest events are the ones cut
+        key = (event.site_id, _visitor(event), _hour(event.ts))
+        if counts[key] < limits[event.site_id]:
+            counts[key] += 1
+            added[key] += 1
+            kept.append((event, initial))
+        else:
+            limited.append(event)
+    if added:
+        ordered = sorted(added)
+        await conn.execute(
+            """INSERT INTO visitor_counters (site_id, visitor, hour, events)
+               SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
+               ON CONFLICT (site_id, visitor, hour)
+               DO UPDATE SET events = visitor_counters.events + EXCLUDED.events""",
+            [k[0] for k in ordered],
+            [k[1] for k in ordered],
+            [k[2] for k in ordered],
+            [added[k] for k in ordered],
+        )
+    return kept, limited
+
+
 async def _grant_allowance(
     conn: asyncpg.Connection, wanted: Counter[uuid.UUID]
 ) -> dict[uuid.UUID, int]:
@@ -220,10 +274,15 @@ async def _write(
         if fresh is None:
             return None
         rows: list[tuple[EventRow, InitialRow | None]] = []
+        limited: list[EventRow] = []
         if kept:
             await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
             await _lock_sites(conn, list({w.site.id for w in kept if w.site is not None}))
             rows = _sessions(kept, await _existing_sessions(conn, kept))
+            limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
+            rows, limited = await _rate_limit(conn, rows, limits)
+            for event in limited:
+                usage[(event.site_id, event.ts.date(), DropReason.RATE_LIMITED.value)] += 1
         inserted = await _copy_insert(
             conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows], careful=careful
         )
@@ -257,7 +316,7 @@ async def _write(
         for event, _ in stored:
             usage[(event.site_id, event.ts.date(), ACCEPTED)] += 1
         await _add_usage(conn, usage)
-        dropped = len(drops) + len(refused)
+        dropped = len(drops) + len(limited) + len(refused)
         await conn.execute(
             "UPDATE processed_deliveries SET accepted = $2, dropped = $3 WHERE request_id = $1",
             request_id,

@@ -279,6 +279,9 @@ def site_list(ctx: click.Context, account_id: uuid.UUID | None, as_json: bool) -
 @click.option("--tier", callback=_tier)
 @click.option("--timezone")
 @click.option("--allowed-fields", callback=_fields, help="Comma-separated; 'all' clears it.")
+@click.option(
+    "--visitor-hourly-limit", type=click.IntRange(min=1), help="Events a visitor may send an hour."
+)
 @json_option
 @click.pass_context
 def site_update(
@@ -289,10 +292,16 @@ def site_update(
     tier: Tier | None,
     timezone: str | None,
     allowed_fields: list[str] | None,
+    visitor_hourly_limit: int | None,
     as_json: bool,
 ) -> None:
-    """Change a site's name, domains, tier, allowed fields or time zone."""
-    changes: dict[str, Any] = {"name": name, "tier": tier, "timezone": timezone}
+    """Change a site's name, domains, tier, allowed fields, time zone or visitor rate limit."""
+    changes: dict[str, Any] = {
+        "name": name,
+        "tier": tier,
+        "timezone": timezone,
+        "visitor_hourly_limit": visitor_hourly_limit,
+    }
     changes = {k: v for k, v in changes.items() if v is not None}
     if domains:
         changes["domains"] = list(domains)

@@ -16,6 +16,7 @@ class MaintenanceReport(msgspec.Struct, frozen=True):
     partitions_dropped: list[str]
     salts_created: int
     salts_deleted: int
+    counters_deleted: int = 0
 
 
 def utc_today() -> date:
@@ -66,4 +67,10 @@ async def maintain(
         )
         dropped = await drop_expired_partitions(conn, retention_days, today)
         salts_created, salts_deleted = await rotate_salts(conn, today)
-    return MaintenanceReport(created, dropped, salts_created, salts_deleted)
+        # Rate-limit counters of hours that are over (they hold visitor hashes: keep none longer).
+        counters = await conn.execute(
+            "DELETE FROM visitor_counters WHERE hour < now() - interval '2 hours'"
+        )
+    return MaintenanceReport(
+        created, dropped, salts_created, salts_deleted, int(counters.split()[-1])
+    )

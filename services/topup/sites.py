@@ -6,7 +6,7 @@ import re
 import uuid
 import zoneinfo
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import msgspec
@@ -29,6 +29,7 @@ class Site(msgspec.Struct, frozen=True):
     allowed_fields: list[str] | None
     timezone: str
     allowance_remaining: int
+    visitor_hourly_limit: int
     created_at: datetime
     updated_at: datetime
 
@@ -41,6 +42,7 @@ class SiteChanges(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     tier: Tier | msgspec.UnsetType = msgspec.UNSET
     allowed_fields: list[str] | msgspec.UnsetType | None = msgspec.UNSET
     timezone: str | msgspec.UnsetType = msgspec.UNSET
+    visitor_hourly_limit: Annotated[int, msgspec.Meta(gt=0)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class InvalidSiteError(ValueError):
@@ -76,7 +78,7 @@ def _domains(values: list[str]) -> list[str]:
 
 _COLUMNS = (
     "id, account_id, name, domains, tier, allowed_fields, timezone, allowance_remaining, "
-    "created_at, updated_at"
+    "visitor_hourly_limit, created_at, updated_at"
 )
 
 
@@ -162,6 +164,8 @@ async def update_site(
             values["domains"] = _domains(changes.domains)
         if changes.timezone is not msgspec.UNSET:
             values["timezone"] = check_timezone(changes.timezone)
+        if changes.visitor_hourly_limit is not msgspec.UNSET:
+            values["visitor_hourly_limit"] = changes.visitor_hourly_limit
         tier = site.tier if changes.tier is msgspec.UNSET else changes.tier
         values["tier"] = tier.value
         allowed = (
