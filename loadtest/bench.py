@@ -72,10 +72,34 @@ async def process(database_url: str, full: bool) -> dict[str, Any]:
     return await bench_process.run(database_url, full)
 
 
+async def cold_start(database_url: str, full: bool) -> dict[str, Any]:
+    """Import time of each Lambda handler module (median of 5 fresh interpreters), and the
+    tracker's size: what a cold start and a first page view pay."""
+    import gzip
+
+    from loadtest.bench_ingest import import_seconds
+
+    env = {
+        "TOPUP_SINK": "firehose",
+        "TOPUP_FIREHOSE_ACCESS_KEY": "bench",
+        "TOPUP_ARCHIVE": "firehose",
+    }
+    result: dict[str, Any] = {}
+    for service in ("ingest", "process", "query"):
+        seconds = await asyncio.to_thread(import_seconds, f"{service}.handler", env)
+        result[f"import_{service}_handler_s"] = round(seconds, 3)
+    dist = Path(__file__).parent.parent / "services" / "ingest" / "tracker" / "dist"
+    for name in ("script.js", "script.links.js"):
+        body = (dist / name).read_bytes()
+        result[f"{name}_bytes_gzipped"] = len(gzip.compress(body, compresslevel=9))
+    return result
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "postgres_raw_copy": raw_copy,
     "ingest": ingest,
     "process": process,
+    "cold_start": cold_start,
 }
 
 
