@@ -36,13 +36,17 @@ from topup.web import health_route
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, message: str) -> Response[dict[str, str]]:
-    return Response({"error": message}, status_code=status)
+def _error(status: int, message: str) -> Response[dict[str, Any]]:
+    """Every error answer: `error` for people, `status_code` and `detail` as the OpenAPI
+    document describes errors (Litestar's own shape)."""
+    return Response(
+        {"error": message, "status_code": status, "detail": message}, status_code=status
+    )
 
 
 def _unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
-    if isinstance(exc, HTTPException):  # 401, 403, 404, 405, 413…: answers, not faults
-        return Response({"error": exc.detail}, status_code=exc.status_code)
+    if isinstance(exc, HTTPException):  # 400, 401, 403, 404, 405, 413…: answers, not faults
+        return _error(exc.status_code, exc.detail)
     log.exception("%s %s failed", request.method, request.url.path)
     return _error(500, "internal error")
 
