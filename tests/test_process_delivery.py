@@ -243,3 +243,19 @@ async def test_without_a_hash_the_session_is_the_visitor(process, db):
         "SELECT visitor, events FROM visitor_counters WHERE site_id = $1", free.id
     )
     assert sorted(r["events"] for r in counters) == [1, 1, 1, 1, 5]
+
+
+async def test_events_stamped_far_in_the_past_or_future_are_invalid(process, db, site):
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    batch = [
+        event(site.id),
+        event(site.id, at=datetime(1970, 1, 1, tzinfo=UTC)),
+        event(site.id, at=now + timedelta(days=3650)),
+        event(site.id, at=now - timedelta(days=60)),
+    ]
+    assert (await deliver(process, delivery_body([batch]))).status_code == 200
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
+    nil = "00000000-0000-0000-0000-000000000000"
+    assert await usage(db, nil) == {"invalid": 3}

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -99,7 +100,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         pool = await create_pool(resolved.database_url, max_size=settings.database_pool_size)
         await archive.start()
         app.state.pool = pool
-        app.state.processor = Processor(pool, archive, SiteDirectory(), Salts())
+        app.state.processor = Processor(
+            pool,
+            archive,
+            SiteDirectory(),
+            Salts(),
+            max_age=timedelta(days=settings.retention_days - 1),
+        )
         try:
             yield
         finally:

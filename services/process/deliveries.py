@@ -8,7 +8,7 @@ import binascii
 import logging
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("topup.process")
 
 MAX_DECOMPRESSED_BYTES = 128 * 1024 * 1024  # Firehose buffers at most 64 MiB per delivery
+CLOCK_SKEW = timedelta(hours=1)  # ingest's clock may run this far ahead of process's
 _delivery_decoder = msgspec.json.Decoder(DeliveryRequest)
 
 
@@ -60,10 +61,16 @@ def _gunzip(body: bytes) -> bytes:
     return out
 
 
-def decode_events(delivery: DeliveryRequest) -> tuple[list[IngestedEvent], int]:
-    """The delivery's events, and how many of its records (or lines) were malformed."""
+def decode_events(
+    delivery: DeliveryRequest, max_age: timedelta = timedelta(days=30)
+) -> tuple[list[IngestedEvent], int]:
+    """The delivery's events, and how many of its records (or lines) were malformed. An event
+    stamped in the future, or older than Postgres keeps, is malformed too: ingest stamps the
+    time, so such a stamp means a broken record, which must not be retried forever."""
     events: list[IngestedEvent] = []
     invalid = 0
+    now = datetime.now(UTC)
+    earliest, latest = now - max_age, now + CLOCK_SKEW
     for record in delivery.records:
         try:
             data = base64.b64decode(record.data, validate=True)
@@ -74,9 +81,15 @@ def decode_events(delivery: DeliveryRequest) -> tuple[list[IngestedEvent], int]:
             if not line.strip():
                 continue
             try:
-                events.extend(decode_record(line))
+                decoded = decode_record(line)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 invalid += 1
+                continue
+            for event in decoded:
+                if earliest <= event.received_at <= latest:
+                    events.append(event)
+                else:
+                    invalid += 1
     return events, invalid
 
 
@@ -89,11 +102,12 @@ class Processor:
     sites: SiteDirectory
     salts: Salts
     partitions: store.Partitions = field(default_factory=store.Partitions)
+    max_age: timedelta = timedelta(days=30)  # older events are not stored (retention - 1 day)
 
     async def handle(self, delivery: DeliveryRequest) -> DeliveryResult:
         """Store a delivery exactly once. Raises on a transient fault (database, archive), so
         Firehose retries; the retry finds the database part done and redoes only what is not."""
-        events, invalid = decode_events(delivery)
+        events, invalid = decode_events(delivery, self.max_age)
         with tracer.start_as_current_span("process.delivery") as span:
             span.set_attribute("topup.request_id", delivery.request_id)
             span.set_attribute("topup.events", len(events))
