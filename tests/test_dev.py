@@ -143,3 +143,47 @@ def test_events_posted_to_dev_reach_postgres_and_the_archive(data_dir):
     finally:
         dev.stop()
     assert postgres_processes(data_dir) == []
+
+
+def test_killed_with_undelivered_events_a_restart_delivers_them_once(data_dir):
+    import asyncio
+
+    from topup.database import connect
+
+    port = free_port()
+    dev = DevProcess(data_dir, port)
+    info = json.loads((data_dir / "dev.json").read_text())
+    events = [
+        {"n": "pageview", "u": f"{dev.url}/k/{i}", "s": info["site_id"], "sid": "tab-k"}
+        for i in range(7)
+    ]
+    answer = httpx.post(
+        f"{dev.url}/api/event",
+        content=json.dumps({"events": events}),
+        headers={
+            "User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"
+        },
+    )
+    assert answer.status_code == 202
+    dev.proc.kill()  # SIGKILL: no clean-up at all, the batch still in the spool
+    dev.proc.wait(timeout=30)
+    assert list((data_dir / "firehose").glob("*")), "the accepted events should be spooled"
+
+    again = DevProcess(data_dir, port)  # adopts the orphaned database, delivers the spool
+
+    async def stored() -> int:
+        conn = await connect(info["database_url"])
+        try:
+            for _ in range(100):
+                count = await conn.fetchval("SELECT count(*) FROM events")
+                if count >= 7:
+                    await asyncio.sleep(0.5)  # and nothing more arrives
+                    return await conn.fetchval("SELECT count(*) FROM events")
+                await asyncio.sleep(0.1)
+            return count
+        finally:
+            await conn.close()
+
+    assert asyncio.run(stored()) == 7
+    assert again.stop(signal.SIGTERM) == 128 + signal.SIGTERM
+    assert postgres_processes(data_dir) == []

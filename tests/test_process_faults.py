@@ -4,6 +4,7 @@ reconciliation: every accepted event stored once, nothing doubled, usage counted
 import json
 
 import msgspec
+import pytest
 
 from process.app import create_app
 from tests.conftest import LiveServer
@@ -94,3 +95,83 @@ async def test_archive_failure_is_retried_and_archives_once(settings, db, moto_s
     initial = b"".join(await objects_in(moto_server, "archive-initial-x"))
     assert len([line for line in initial.splitlines() if line.strip()]) == 2
     assert await db.fetchval("SELECT archived_at IS NOT NULL FROM processed_deliveries")
+
+
+SERVE_PROCESS = """
+import sys, uvicorn
+from process.app import create_app
+from topup.settings import load_settings
+app = create_app(load_settings({{}}, database_url=sys.argv[1], data_dir=sys.argv[2], firehose_access_key="test-access-key"))
+uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")
+"""
+
+
+def _start_process(port, database_url, data_dir):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE_PROCESS.format(port=port), database_url, str(data_dir)]
+    )
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("process did not start")
+
+
+async def test_process_killed_mid_delivery_then_restarted_stores_everything_once(
+    database_url, db, tmp_path
+):
+    import asyncio
+    import signal
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    account = await accounts.create_account(db, "Acme")
+    site = await sites.create_site(
+        db,
+        account.id,
+        name="x",
+        domains=["example.com"],
+        tier=Tier.PRIVACY_POLICY,
+        allowance=100_000,
+    )
+    await db.execute("UPDATE sites SET visitor_hourly_limit = 100000")  # one test client
+    big = delivery_body(
+        [
+            [event(site.id, session=f"k{i % 500}") for i in range(start, start + 50)]
+            for start in range(0, 8000, 50)
+        ]
+    )
+    small = delivery_body([[event(site.id, session="after")]])
+    port = free_port()
+    server = _start_process(port, database_url, tmp_path)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        attempt = asyncio.create_task(deliver(client, big))
+        await asyncio.sleep(0.3)
+        server.send_signal(signal.SIGKILL)  # mid-delivery: no answer, the transaction dies with it
+        server.wait()
+        with pytest.raises(httpx.HTTPError):
+            await attempt
+        assert await db.fetchval("SELECT count(*) FROM processed_deliveries") == 0
+        server = _start_process(port, database_url, tmp_path)
+        try:
+            for body in (big, small, big):  # Firehose retries the failed one, maybe twice
+                answer = await deliver(client, body)
+                assert answer.status_code == 200, answer.text
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait()
+    assert await db.fetchval("SELECT count(*) FROM events") == 8001
+    assert await db.fetchval("SELECT count(DISTINCT event_id) FROM events") == 8001
+    assert await db.fetchval("SELECT events FROM usage_daily WHERE outcome = 'accepted'") == 8001
+    assert await db.fetchval("SELECT allowance_remaining FROM sites") == 100_000 - 8001

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import psutil
 
 from topup.settings import Settings
 
@@ -29,16 +31,27 @@ class EmbeddedPostgres:
 
         pgdata = pgdata.expanduser().resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._owner_file = pgdata.parent / "postgres.owner"
         running = PostmasterInfo.read_from_pgdata(pgdata)
-        self.owned = running is None or not running.is_running()
+        # Ours to stop if nothing runs, or if what runs was started by a process that died
+        # without stopping it (killed with SIGKILL): adopt it.
+        self.owned = running is None or not running.is_running() or self._orphaned()
         self._server = get_server(pgdata, cleanup_mode=None)
         if self.owned:
             # pgserver may hand back its handle from earlier in this process, which knows
             # nothing of the server having stopped since; this (re)reads postmaster.pid and
             # starts the server when it is not running.
             self._server.ensure_postgres_running()
+            self._owner_file.write_text(str(os.getpid()))
         self.pgdata = pgdata
         self.url = self._server.get_uri()
+
+    def _orphaned(self) -> bool:
+        try:
+            owner = int(self._owner_file.read_text())
+        except (OSError, ValueError):
+            return False
+        return owner != os.getpid() and not psutil.pid_exists(owner)
 
     def stop(self) -> None:
         """Stop the server if this process started it; a server another process started stays."""
@@ -51,6 +64,7 @@ class EmbeddedPostgres:
             return
         log.info("stopping embedded postgres in %s", self.pgdata)
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
+        self._owner_file.unlink(missing_ok=True)
         self.owned = False
 
 
