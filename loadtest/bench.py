@@ -95,11 +95,18 @@ async def cold_start(database_url: str, full: bool) -> dict[str, Any]:
     return result
 
 
+async def query(database_url: str, full: bool) -> dict[str, Any]:
+    from loadtest import bench_query
+
+    return await bench_query.run(database_url, full)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "postgres_raw_copy": raw_copy,
     "ingest": ingest,
     "process": process,
     "cold_start": cold_start,
+    "query": query,
 }
 
 

@@ -192,6 +192,19 @@ def where(node: Filter | None, params: Params) -> str:
     return "(" + joiner.join(where(c, params) for c in node.children) + ")"
 
 
+def _dimensions(query: StatsQuery, extra: Filter | None) -> set[str]:
+    """Every dimension a query groups or filters by."""
+    found = set(query.dimensions)
+    stack = [n for n in (query.filter, extra) if n is not None]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Condition):
+            found.add(node.dimension)
+        else:
+            stack.extend(node.children)
+    return found
+
+
 def _key(count: int) -> str:
     """The groups' key as one string: hashable, and NULL-safe, so the event and visit
     aggregates can FULL JOIN on it in every dialect."""
@@ -234,15 +247,28 @@ def build(
     events = dialect.table("events", ", ".join(EVENT_COLUMNS))
     initials = dialect.table("initial_events", "*")
 
+    # Read only what this query needs: the session attributes its dimensions and filters name
+    # (and, in the full tier, the distinct id visitors are counted by), and the exit page
+    # only when asked for. Most dashboard queries then never touch initial_events.
+    named = {DIMENSIONS[d][0] for d in _dimensions(query, visit_filter) if d in DIMENSIONS}
+    visit_columns = [c for c in VISIT_COLUMNS if c.split(" AS ")[-1] in named]
+    if tier is Tier.FULL:
+        visit_columns.append("distinct_id")
+    session_join = ""
+    if visit_columns:
+        session_join = f"""
+    JOIN {initials} i ON i.site_id = e.site_id AND i.session_id = e.session_id
+      AND i.site_id = {site} AND i.ts >= {start} - {SESSION_SLACK} AND i.ts < {end}"""
+    visit_select = "".join(", i." + c for c in visit_columns)
     sql = f"""
 WITH ev AS (
     SELECT e.ts, e.name, e.pathname, e.hostname, e.props, e.session_id,
-           {VISITOR[tier]} AS visitor, {", ".join("i." + c for c in VISIT_COLUMNS)}
-    FROM {events} e
-    JOIN {initials} i ON i.site_id = e.site_id AND i.session_id = e.session_id
+           {VISITOR[tier]} AS visitor{visit_select}
+    FROM {events} e{session_join}
     WHERE e.site_id = {site} AND e.ts >= {start} AND e.ts < {end}
-      AND i.site_id = {site} AND i.ts >= {start} - {SESSION_SLACK} AND i.ts < {end}
-),
+),"""
+    if "exit_page" in named:
+        sql += """
 exits AS (
     SELECT session_id, pathname AS exit_page FROM (
         SELECT session_id, pathname,
@@ -250,7 +276,11 @@ exits AS (
         FROM ev WHERE name = 'pageview') x
     WHERE latest = 1
 ),
-e AS (SELECT ev.*, x.exit_page FROM ev LEFT JOIN exits x ON x.session_id = ev.session_id),
+e AS (SELECT ev.*, x.exit_page FROM ev LEFT JOIN exits x ON x.session_id = ev.session_id),"""
+    else:
+        sql += """
+e AS (SELECT * FROM ev),"""
+    sql += f"""
 f AS (SELECT * FROM e WHERE {filters}),
 ea AS (
     SELECT *{_key(len(dims))} FROM (
@@ -279,9 +309,14 @@ sa AS (
         JOIN s ON s.session_id = d.session_id
         {group_by}) g
 )"""
-    totals = "(SELECT count(DISTINCT visitor) FROM f) AS total_visitors"
-    base_filter = where(visit_filter, p)
-    base = f"(SELECT count(DISTINCT visitor) FROM e WHERE {base_filter}) AS base_visitors"
+    # The baselines of percentage and conversion_rate, only when asked for.
+    totals = "NULL AS total_visitors"
+    if "percentage" in query.metrics:
+        totals = "(SELECT count(DISTINCT visitor) FROM f) AS total_visitors"
+    base = "NULL AS base_visitors"
+    if "conversion_rate" in query.metrics:
+        base_filter = where(visit_filter, p)
+        base = f"(SELECT count(DISTINCT visitor) FROM e WHERE {base_filter}) AS base_visitors"
     select_dims = [
         f"coalesce(ea.d{i}, sa.d{i}) AS d{i}" if session_metrics else f"ea.d{i}"
         for i in range(len(dims))
