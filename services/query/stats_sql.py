@@ -50,10 +50,10 @@ SESSION_COLUMNS = (
 
 # How a visitor is counted, by tier (README, "Processing").
 VISITOR = {
-    Tier.BANNER_FREE: "CAST(e.session_id AS VARCHAR)",
-    Tier.PRIVACY_POLICY: (
-        "coalesce(CAST(e.visitor_id AS VARCHAR), 's' || CAST(e.session_id AS VARCHAR))"
-    ),
+    # 64-bit keys compare and count fastest; a daily hash and a session key colliding is a
+    # 1-in-2^64 event. The full tier's consented id is text, so there the key is text.
+    Tier.BANNER_FREE: "e.session_id",
+    Tier.PRIVACY_POLICY: "coalesce(e.visitor_id, e.session_id)",
     Tier.FULL: (
         "coalesce('d' || i.distinct_id, CAST(e.visitor_id AS VARCHAR), "
         "'s' || CAST(e.session_id AS VARCHAR))"
