@@ -11,11 +11,10 @@ request is answered 503, so the sender retries and nothing accepted is lost.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 from topup.buffer import Sink, SinkUnavailableError
+from topup.firehose_writer import FirehoseWriteError, FirehoseWriter
 from topup.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,7 @@ __all__ = ["FirehoseSink", "Sink", "SinkUnavailableError", "sink_from_settings"]
 
 
 class FirehoseSink:
-    """Kinesis Data Firehose via aioboto3, re-sending a record that comes back failed."""
+    """Kinesis Data Firehose: one record per ingest request."""
 
     def __init__(
         self,
@@ -36,46 +35,23 @@ class FirehoseSink:
         first_backoff_s: float = 0.05,
     ) -> None:
         self.stream = stream
-        self.region = region
-        self.endpoint_url = endpoint_url
-        self.attempts = attempts
-        self.first_backoff_s = first_backoff_s
-        self._client: Any = None
-        self._client_cm: Any = None
+        self.writer = FirehoseWriter(
+            region=region, endpoint_url=endpoint_url, attempts=attempts,
+            first_backoff_s=first_backoff_s,
+        )  # fmt: skip
 
     async def start(self) -> None:
-        import aioboto3
-
-        self._client_cm = aioboto3.Session().client(
-            "firehose", region_name=self.region, endpoint_url=self.endpoint_url
-        )
-        self._client = await self._client_cm.__aenter__()
+        await self.writer.start()
 
     async def put(self, record: bytes) -> None:
-        assert self._client is not None, "FirehoseSink.start() was not awaited"
-        backoff = self.first_backoff_s
-        last_error = "no attempt"
-        for attempt in range(1, self.attempts + 1):
-            try:
-                answer = await self._client.put_record_batch(
-                    DeliveryStreamName=self.stream, Records=[{"Data": record}]
-                )
-                if answer["FailedPutCount"] == 0:
-                    return
-                failed = answer["RequestResponses"][0]
-                last_error = f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
-            except Exception as exc:  # botocore raises many types; all mean "not stored"
-                last_error = f"{type(exc).__name__}: {exc}"
-            if attempt < self.attempts:
-                await asyncio.sleep(backoff)
-                backoff *= 2
-        log.warning("firehose put failed after %d attempts: %s", self.attempts, last_error)
-        raise SinkUnavailableError(f"buffer unavailable: {last_error}")
+        try:
+            await self.writer.put(self.stream, [record])
+        except FirehoseWriteError as exc:
+            log.warning("firehose put failed: %s", exc)
+            raise SinkUnavailableError(f"buffer unavailable: {exc}") from exc
 
     async def close(self) -> None:
-        if self._client_cm is not None:
-            await self._client_cm.__aexit__(None, None, None)
-            self._client = self._client_cm = None
+        await self.writer.close()
 
 
 def sink_from_settings(settings: Settings) -> Sink:

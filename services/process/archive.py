@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import msgspec
 
 from process.rows import EventRow, InitialRow
+from topup.firehose_writer import FirehoseWriteError, FirehoseWriter
 from topup.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,62 +50,32 @@ def _json_row(row: EventRow | InitialRow) -> bytes:
 
 
 class FirehoseArchive:
-    """The two archive delivery streams, re-sending records that come back failed."""
-
-    MAX_RECORDS = 500  # PutRecordBatch's limit per call
+    """The two archive delivery streams (Firehose writes them into the Glue Iceberg tables)."""
 
     def __init__(
         self, events_stream: str, initial_events_stream: str, *, region: str,
         endpoint_url: str | None = None, attempts: int = 3,
     ) -> None:  # fmt: skip
         self.streams = {"events": events_stream, "initial_events": initial_events_stream}
-        self.region = region
-        self.endpoint_url = endpoint_url
-        self.attempts = attempts
-        self._client: Any = None
-        self._client_cm: Any = None
+        self.writer = FirehoseWriter(
+            region=region, endpoint_url=endpoint_url, attempts=attempts, first_backoff_s=0.1
+        )
 
     async def start(self) -> None:
-        import aioboto3
-
-        self._client_cm = aioboto3.Session().client(
-            "firehose", region_name=self.region, endpoint_url=self.endpoint_url
-        )
-        self._client = await self._client_cm.__aenter__()
-
-    async def _put(self, stream: str, records: list[bytes]) -> None:
-        for start in range(0, len(records), self.MAX_RECORDS):
-            pending = records[start : start + self.MAX_RECORDS]
-            for attempt in range(self.attempts):
-                try:
-                    answer = await self._client.put_record_batch(
-                        DeliveryStreamName=stream, Records=[{"Data": r} for r in pending]
-                    )
-                except Exception as exc:  # botocore raises many types; all mean "not stored"
-                    if attempt == self.attempts - 1:
-                        raise ArchiveUnavailableError(f"{stream}: {exc}") from exc
-                    await asyncio.sleep(0.1 * 2**attempt)
-                    continue
-                if answer["FailedPutCount"] == 0:
-                    break
-                pending = [
-                    r for r, result in zip(pending, answer["RequestResponses"], strict=True)
-                    if "ErrorCode" in result
-                ]  # fmt: skip
-                if attempt == self.attempts - 1:
-                    raise ArchiveUnavailableError(f"{stream}: {len(pending)} records failed")
-                await asyncio.sleep(0.1 * 2**attempt)
+        await self.writer.start()
 
     async def write(self, events: list[EventRow], initials: list[InitialRow]) -> None:
-        assert self._client is not None, "FirehoseArchive.start() was not awaited"
-        await self._put(self.streams["events"], [_json_row(r) for r in events])
-        if initials:
-            await self._put(self.streams["initial_events"], [_json_row(r) for r in initials])
+        try:
+            await self.writer.put(self.streams["events"], [_json_row(r) for r in events])
+            if initials:
+                await self.writer.put(
+                    self.streams["initial_events"], [_json_row(r) for r in initials]
+                )
+        except FirehoseWriteError as exc:
+            raise ArchiveUnavailableError(str(exc)) from exc
 
     async def close(self) -> None:
-        if self._client_cm is not None:
-            await self._client_cm.__aexit__(None, None, None)
-            self._client = self._client_cm = None
+        await self.writer.close()
 
 
 class LocalArchive:
