@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -101,13 +103,58 @@ async def query(database_url: str, full: bool) -> dict[str, Any]:
     return await bench_query.run(database_url, full)
 
 
+async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
+    """What `topup cost` needs per event, measured here or by the benchmarks before it."""
+    from loadtest import bench_process
+    from loadtest.traffic import hits
+    from topup.database import connect
+    from topup.wire import encode_record
+
+    site = new_id()
+    sample = [
+        bench_process.ingested(site, h)
+        for h in itertools.islice(hits(5, "example.com", 2000), 5000)
+    ]
+    record_bytes = statistics.fmean(len(encode_record([e])) for e in sample)
+    # An archive record is one stored row as JSON (ids, ts, hashes, page, props).
+    archive_bytes = statistics.fmean(len(e.url) + len(e.name) + 260 for e in sample)
+    inputs: dict[str, Any] = {
+        "ingest_record_bytes": round(record_bytes, 1),
+        "archive_record_bytes": round(archive_bytes, 1),
+        "events_per_request": 1.0,
+    }
+    if "ingest" in RESULTS_SO_FAR:
+        inputs["ingest_lambda_ms"] = RESULTS_SO_FAR["ingest"]["lambda_invocation_us"] / 1000
+    if "process" in RESULTS_SO_FAR:
+        process_result = RESULTS_SO_FAR["process"]
+        inputs["process_ms_per_event"] = round(1000 / process_result["process_events_per_s"], 4)
+        inputs["sessions_per_event"] = process_result["sessions_per_event"]
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetchval("SELECT count(*) FROM events")
+        if rows:
+            size = await conn.fetchval(
+                "SELECT pg_total_relation_size('events') + pg_total_relation_size('initial_events')"
+            )
+            partitions = await conn.fetchval(
+                """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i
+                   JOIN pg_class c ON c.oid = i.inhrelid"""
+            )
+            inputs["postgres_bytes_per_event"] = round((size + partitions) / rows, 1)
+    finally:
+        await conn.close()
+    return inputs
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "postgres_raw_copy": raw_copy,
     "ingest": ingest,
     "process": process,
     "cold_start": cold_start,
     "query": query,
+    "cost_inputs": cost_inputs,  # last: it reads what the others measured
 }
+RESULTS_SO_FAR: dict[str, Any] = {}
 
 
 def machine() -> dict[str, Any]:
@@ -126,7 +173,7 @@ async def run_all(database_url: str, full: bool, only: list[str] | None) -> dict
     for name, bench in BENCHMARKS.items():
         if only and name not in only:
             continue
-        results[name] = await bench(database_url, full)
+        results[name] = RESULTS_SO_FAR[name] = await bench(database_url, full)
         print(f"{name:<28} {json.dumps(results[name])}", flush=True)
     return results
 

@@ -177,6 +177,28 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
     )
 
 
+@main.command()
+@click.option("--events-per-month", type=click.IntRange(min=1), required=True)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    default="loadtest/results/latest.json",
+    show_default=True,
+    help="Measured inputs, from `make bench`.",
+)
+@json_option
+def cost(events_per_month: int, results: str, as_json: bool) -> None:
+    """What a month of traffic costs on AWS, per million events, itemised by service."""
+    from pathlib import Path
+
+    from topup import cost_model
+
+    found = cost_model.report(
+        events_per_month, cost_model.load_inputs(Path(results)), cost_model.load_prices()
+    )
+    emit(found, as_json, cost_model.render)
+
+
 @main.group()
 def account() -> None:
     """Accounts own sites and API keys."""
