@@ -140,7 +140,7 @@ async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
                 """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i
                    JOIN pg_class c ON c.oid = i.inhrelid"""
             )
-            inputs["postgres_bytes_per_event"] = round((size + partitions) / rows, 1)
+            inputs["postgres_bytes_per_event"] = round(int(size + partitions) / rows, 1)
     finally:
         await conn.close()
     return inputs

@@ -150,15 +150,14 @@ def price(events: int, inputs: CostInputs, prices: dict[str, Any], *, cheapest: 
         0.5 * HOURS_PER_MONTH * active * p["aurora_acu_hour"],
         fixed=True,
     )
-    endpoints = 2 if cheapest else 3
+    # Both variants keep the network of infra/: three endpoints in one AZ and four secrets.
     add(
         "VPC",
-        f"{endpoints} interface endpoints in one AZ",
-        endpoints * HOURS_PER_MONTH * p["vpc_interface_endpoint_az_hour"],
+        "3 interface endpoints in one AZ",
+        3 * HOURS_PER_MONTH * p["vpc_interface_endpoint_az_hour"],
         fixed=True,
     )
-    if not cheapest:
-        add("Secrets Manager", "4 secrets", 4 * p["secrets_manager_secret_month"], fixed=True)
+    add("Secrets Manager", "4 secrets", 4 * p["secrets_manager_secret_month"], fixed=True)
     millions = events / 1_000_000
     built = [Line(s, i, round(u, 4), round(u / millions, 4), f) for s, i, u, f in lines]
     total = sum(u for _, _, u, _ in lines)
