@@ -39,10 +39,19 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     if configured:
         yield configured
         return
+    import shutil
+    import tempfile
+
     from topup.local.embedded_postgres import embedded_postgres
 
-    with embedded_postgres(tmp_path_factory.mktemp("pg") / "data") as server:
-        yield server.url
+    # Outside pytest's own temporary root: a second pytest run resets that root to mode 0700,
+    # which would lock the server (running as its own user) out of its data directory.
+    root = Path(tempfile.mkdtemp(prefix="topup-test-pg-"))
+    try:
+        with embedded_postgres(root / "data") as server:
+            yield server.url
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
