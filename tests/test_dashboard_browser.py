@@ -1,10 +1,8 @@
 """The dashboard in real headless Chromium against `topup dev` with seeded data: what a site
 owner sees must equal what the API answers. Screenshots go to test-artifacts/ (not committed)."""
 
-import asyncio
 import json
 import re
-import threading
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,29 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, run_in_thread
 from tests.stats_data import generate, store
 from tests.test_dev import DevProcess, postgres_processes
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
-
-
-def in_thread(coroutine):
-    """Run async set-up in a thread of its own, beside Playwright's event loop."""
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(coroutine)
-        except BaseException as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if failures:
-        raise failures[0]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +31,7 @@ def dev(tmp_path_factory):
         json={"domains": ["localhost", "127.0.0.1", "example.com"]},
     )
     assert answer.status_code == 200, answer.text
-    in_thread(
+    run_in_thread(
         store(
             info["database_url"],
             generate(site_id, days=40, visits_per_day=15, seed=5, now=datetime.now(UTC)),
@@ -349,7 +330,7 @@ def test_event_properties_and_csv_export(page, dev):
         headers={"Authorization": f"Bearer {dev['api_key']}"},
         json={"tier": "privacy_policy"},
     )
-    in_thread(
+    run_in_thread(
         store(
             dev["database_url"],
             generate(

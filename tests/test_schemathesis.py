@@ -2,9 +2,6 @@
 the running apps: never a 5xx, and every documented response matches its schema. A bounded
 number of generated cases per operation (issue: reliability)."""
 
-import asyncio
-import threading
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +11,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from ingest.app import create_app as ingest_app
 from process.app import create_app as process_app
 from query.app import create_app as query_app
-from tests.conftest import MemorySink, ThreadedServer
+from tests.conftest import MemorySink, ThreadedServer, run_in_thread
 from topup import accounts, sites
 from topup.database import connect
 from topup.settings import load_settings
@@ -22,14 +19,6 @@ from topup.tiers import Tier
 
 CHECKS = [not_a_server_error, response_schema_conformance]
 BOUNDED = settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-def _in_thread(coroutine):
-    result = []
-    thread = threading.Thread(target=lambda: result.append(asyncio.run(coroutine)))
-    thread.start()
-    thread.join()
-    return result[0]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +48,7 @@ def query_env(postgres_server_url, template_database, tmp_path_factory):
         await conn.close()
         return url, key
 
-    url, key = _in_thread(prepare())
+    url, key = run_in_thread(prepare())
     settings_ = load_settings(
         {},
         database_url=url,
