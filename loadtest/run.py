@@ -22,8 +22,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -52,8 +54,40 @@ def start_stack(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], dict]
     assert stack.stdout is not None
     for line in stack.stdout:
         if "Ctrl-C stops everything" in line:
+            keep_reading(stack.stdout, RESULTS / "loadtest-stack.log")
             return stack, json.loads((data_dir / "dev.json").read_text())
     raise SystemExit("topup dev did not start")
+
+
+def keep_reading(output: IO[str], log: Path) -> None:
+    """Copy the stack's output to a file for the rest of the run: an unread pipe fills up (an
+    outage logs a lot) and then blocks the stack on its next log line, shutdown included."""
+
+    def copy() -> None:
+        with log.open("w") as sink:
+            for line in output:
+                sink.write(line)
+
+    log.parent.mkdir(exist_ok=True)
+    threading.Thread(target=copy, daemon=True).start()
+
+
+def postgres_outage(data_dir: Path, after_s: float, outage_s: float) -> None:
+    """Stop the stack's Postgres `after_s` into the run and start it again `outage_s` later:
+    ingest keeps accepting (the local firehose spools), process answers 503 until it is back."""
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+    from topup.local.embedded_postgres import EmbeddedPostgres
+
+    pgdata = (data_dir / "postgres").resolve()
+    time.sleep(after_s)
+    print(f"stopping Postgres for {outage_s:.0f} s", flush=True)
+    pg_ctl(
+        ["-w", "-m", "fast", "stop"], pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None
+    )
+    time.sleep(outage_s)
+    EmbeddedPostgres(pgdata)  # starts it again, on the same data
+    print("Postgres is back", flush=True)
 
 
 def run_locust(info: dict, users: int, seconds: int) -> None:
@@ -139,6 +173,7 @@ def locust_summary() -> dict[str, float]:
         "failures": int(total["Failure Count"]),
         "requests_per_s": float(total["Requests/s"]),
         "event_requests": sum(int(r["Request Count"]) for r in events),
+        "event_failures": sum(int(r["Failure Count"]) for r in events),
         "event_p50_ms": max(float(r["50%"]) for r in events),
         "event_p95_ms": max(float(r["95%"]) for r in events),
         "event_p99_ms": max(float(r["99%"]) for r in events),
@@ -150,6 +185,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--min-events-per-second", type=float, default=50.0)
+    parser.add_argument(
+        "--db-outage",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop Postgres this long a third of the way into the run (dashboard queries may "
+        "fail meanwhile; only event requests then count towards the failure limit)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="topup-loadtest-") as tmp:
         data_dir = Path(tmp) / "data"
@@ -162,7 +205,15 @@ def main() -> None:
                 json={"domains": ["localhost", "127.0.0.1", "example.com"]},
             ).raise_for_status()
             started = time.monotonic()
+            outage = None
+            if args.db_outage:
+                outage = threading.Thread(
+                    target=postgres_outage, args=(data_dir, args.seconds / 3, args.db_outage)
+                )
+                outage.start()
             run_locust(info, args.users, args.seconds)
+            if outage is not None:
+                outage.join()
             elapsed = time.monotonic() - started
             counts = asyncio.run(stored_counts(info, data_dir, wait_s=120))
         finally:
@@ -180,7 +231,10 @@ def main() -> None:
         **counts,
     }
     (RESULTS / "loadtest.json").write_text(json.dumps(report, indent=2) + "\n")
-    failure_ratio = summary["failures"] / max(1, summary["requests"])
+    failures, requests = summary["failures"], summary["requests"]
+    if args.db_outage:  # only the event requests must not fail during an outage
+        failures, requests = summary["event_failures"], summary["event_requests"]
+    failure_ratio = failures / max(1, requests)
     problems = []
     for store in ("postgres", "archive"):
         held, distinct = counts[store], counts[f"{store}_distinct"]

@@ -1,5 +1,6 @@
 """Faults: the database going away mid-stream, and the archive failing. Each ends with an exact
-reconciliation: every accepted event stored once, nothing doubled, usage counted once."""
+reconciliation: every accepted event stored once, nothing doubled, usage counted once. And what
+the query API answers while the database is away."""
 
 import json
 
@@ -7,6 +8,7 @@ import msgspec
 import pytest
 
 from process.app import create_app
+from query.app import create_app as create_query_app
 from tests.conftest import LiveServer
 from tests.fixtures import deliver, delivery_body, event
 from tests.test_firehose_sink import make_stream, objects_in
@@ -64,6 +66,33 @@ async def test_database_stopped_mid_stream_then_retries_store_everything_once(tm
         server.stop()
 
 
+async def test_query_api_answers_503_while_the_database_is_down_and_recovers(tmp_path):
+    server = EmbeddedPostgres(tmp_path / "pg")
+    try:
+        conn = await connect(server.url)
+        await migrate(conn)
+        account = await accounts.create_account(conn, "Acme")
+        key = await accounts.create_api_key(conn, account.id, "t")
+        await conn.close()
+        settings = load_settings({}, database_url=server.url, data_dir=str(tmp_path / "data"))
+        app = LiveServer(create_query_app(settings))
+        headers = {"Authorization": f"Bearer {key.key}"}
+        async with app, app.client() as client:
+            assert (await client.get("/api/sites", headers=headers)).status_code == 200
+            server.stop()
+            down = await client.get("/api/sites", headers=headers)
+            assert down.status_code == 503, down.text
+            assert down.headers["retry-after"] == "5"
+            assert down.json()["error"] == "database unavailable; retry shortly"
+
+            server = EmbeddedPostgres(tmp_path / "pg")
+            back = await client.get("/api/sites", headers=headers)
+            assert back.status_code == 200, back.text
+            assert back.json() == []
+    finally:
+        server.stop()
+
+
 async def test_archive_failure_is_retried_and_archives_once(settings, db, moto_server):
     account = await accounts.create_account(db, "Acme")
     site = await sites.create_site(db, account.id, name="x", domains=["example.com"],
@@ -100,6 +129,7 @@ async def test_archive_failure_is_retried_and_archives_once(settings, db, moto_s
 SERVE_PROCESS = """
 import sys, uvicorn
 from process.app import create_app
+from query.app import create_app as create_query_app
 from topup.settings import load_settings
 app = create_app(load_settings({{}}, database_url=sys.argv[1], data_dir=sys.argv[2], firehose_access_key="test-access-key"))
 uvicorn.run(app, host="127.0.0.1", port={port}, log_level="warning")

@@ -27,7 +27,7 @@ from process.deliveries import BadDeliveryError, Processor, read_delivery
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
 from topup.aws_secrets import resolve_secrets
-from topup.database import DatabaseUnavailableError, create_pool
+from topup.database import CONNECTION_FAULTS, create_pool
 from topup.settings import Settings, load_settings
 from topup.telemetry import setup_telemetry
 from topup.web import health_route
@@ -37,15 +37,9 @@ log = logging.getLogger(__name__)
 
 # Faults that pass: Firehose retries the delivery later (with the same request id).
 TRANSIENT = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-    DatabaseUnavailableError,
+    *CONNECTION_FAULTS,
     asyncpg.CheckViolationError,  # e.g. a day partition dropped under us; the retry recreates it
     ArchiveUnavailableError,
-    TimeoutError,
 )
 
 

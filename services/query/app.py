@@ -27,7 +27,7 @@ from query.stats_request import InvalidQueryError
 from query.stats_routes import export_csv, prop_keys, query_stats, realtime
 from topup.accounts import Account, NotFoundError
 from topup.aws_secrets import resolve_secrets
-from topup.database import create_pool
+from topup.database import CONNECTION_FAULTS, create_pool
 from topup.settings import Settings, load_settings
 from topup.sites import InvalidSiteError
 from topup.telemetry import setup_telemetry
@@ -47,6 +47,11 @@ def _error(status: int, message: str) -> Response[dict[str, Any]]:
 def _unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
     if isinstance(exc, HTTPException):  # 400, 401, 403, 404, 405, 413…: answers, not faults
         return _error(exc.status_code, exc.detail)
+    if isinstance(exc, CONNECTION_FAULTS):
+        log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
+        answer = _error(503, "database unavailable; retry shortly")
+        answer.headers["Retry-After"] = "5"
+        return answer
     log.exception("%s %s failed", request.method, request.url.path)
     return _error(500, "internal error")
 

@@ -25,6 +25,18 @@ class DatabaseUnavailableError(RuntimeError):
     """The database at the configured URL cannot be reached or refused us."""
 
 
+# What a request meets while the server is down or restarting: worth a retry, not a 500.
+CONNECTION_FAULTS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    DatabaseUnavailableError,
+)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
