@@ -5,6 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
@@ -179,6 +180,17 @@ async def test_tracker_batch_is_one_record_with_every_event(ingest):
             b'{"n": "p", "u": "https://a.com/", "d": "a.com", "sw": -1}',
             "Expected `int` >= 0 - at `body.sw`",
         ),
+        (
+            b'{"n": "p\xff", "u": "https://a.com/", "d": "a.com"}',
+            "malformed JSON: a string is not valid UTF-8",
+        ),
+        (
+            b'{"n": "p", "u": "https://a.com/", "d": "a.com", "x": '
+            + b"[" * 20_000
+            + b"]" * 20_000
+            + b"}",
+            "malformed JSON: nested too deeply",
+        ),
     ],
 )
 async def test_bad_input_is_a_400_naming_the_field_and_nothing_is_forwarded(ingest, body, message):
@@ -198,6 +210,20 @@ async def test_body_over_64_kib_is_refused(ingest):
     )
     assert answer.status_code == 413
     assert sink.records == []
+
+
+async def test_huge_header_is_refused_before_the_app(ingest):
+    client, sink = ingest
+    body = b'{"n": "p", "u": "https://a.com/", "d": "a.com"}'
+    try:  # the HTTP server refuses it (here uvicorn closes the connection; in AWS, CloudFront)
+        answer = await client.post(
+            "/api/event", content=body, headers={"User-Agent": "x" * 200_000}
+        )
+        assert 400 <= answer.status_code < 500
+    except httpx.ReadError:
+        pass
+    assert sink.records == []
+    assert (await client.post("/api/event", content=body)).status_code == 202  # still serving
 
 
 async def test_cors_preflight_is_answered_for_any_origin(ingest):

@@ -63,7 +63,9 @@ async def test_wrong_or_missing_access_key_is_401_and_stores_nothing(process, db
 
 async def test_malformed_records_are_dropped_as_invalid_not_retried(process, db, site):
     good = [event(site.id)]
-    body = delivery_body([good, b"this is not json\n", b'{"name": 5}\n'])
+    invalid_utf8 = b'{"name": "\xff"}\n'
+    nested = b'{"x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}\n"
+    body = delivery_body([good, b"this is not json\n", b'{"name": 5}\n', invalid_utf8, nested])
     body["records"].append({"data": "%%% not base64 %%%"})
     answer = await deliver(process, body)
     assert answer.status_code == 200  # never an endless retry
@@ -73,7 +75,7 @@ async def test_malformed_records_are_dropped_as_invalid_not_retried(process, db,
         await db.fetchval(
             "SELECT events FROM usage_daily WHERE site_id = $1 AND outcome = 'invalid'", nil
         )
-        == 3
+        == 5
     )
 
 
@@ -88,6 +90,12 @@ async def test_a_body_that_is_not_a_delivery_is_400(process, db):
             "X-Amz-Firehose-Access-Key": "test-access-key", "Content-Encoding": "gzip"},
     )  # fmt: skip
     assert bad_gzip.status_code == 400
+    for body in (b'{"requestId": "\xff"}', b'{"x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"):
+        answer = await process.post(
+            "/firehose", content=body, headers={"X-Amz-Firehose-Access-Key": "test-access-key"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["errorMessage"].startswith("not a Firehose delivery")
 
 
 async def test_same_delivery_twice_stores_and_counts_once(process, db, site):

@@ -101,6 +101,10 @@ def parse_body(body: bytes) -> list[Event]:
         raise BadEventError(str(exc).replace("`$", "`body")) from None
     except msgspec.DecodeError as exc:
         raise BadEventError(f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError:  # msgspec builds str objects as it goes
+        raise BadEventError("malformed JSON: a string is not valid UTF-8") from None
+    except RecursionError:  # arrays in arrays in ... thousands deep, even in ignored fields
+        raise BadEventError("malformed JSON: nested too deeply") from None
     if envelope.events is None:
         return [_check(envelope, "body")]
     return [_check(event, f"body.events[{i}]") for i, event in enumerate(envelope.events)]

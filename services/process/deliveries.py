@@ -19,7 +19,7 @@ from process.archive import Archive
 from process.drops import DropReason
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
-from topup.wire import DeliveryRequest, IngestedEvent, decode_record
+from topup.wire import UNDECODABLE, DeliveryRequest, IngestedEvent, decode_record
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("topup.process")
@@ -48,8 +48,8 @@ def read_delivery(body: bytes, content_encoding: str | None) -> DeliveryRequest:
             raise BadDeliveryError(f"body is not valid gzip: {exc}") from None
     try:
         return _delivery_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise BadDeliveryError(f"not a Firehose delivery: {exc}") from None
+    except UNDECODABLE as exc:
+        raise BadDeliveryError(f"not a Firehose delivery: {exc!s}") from None
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -82,7 +82,7 @@ def decode_events(
                 continue
             try:
                 decoded = decode_record(line)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except UNDECODABLE:
                 invalid += 1
                 continue
             for event in decoded:

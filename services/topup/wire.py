@@ -69,6 +69,16 @@ def encode_record(events: list[IngestedEvent]) -> bytes:
     return b"\n".join(record_encoder.encode(e) for e in events) + b"\n"
 
 
+# What decoding untrusted JSON can raise besides msgspec's own errors: msgspec builds each str
+# as it goes (invalid UTF-8), and recurses into nested arrays even in fields it ignores.
+UNDECODABLE: tuple[type[Exception], ...] = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeDecodeError,
+    RecursionError,
+)
+
+
 def decode_record(data: bytes) -> list[IngestedEvent]:
     """The events of one buffer record; raises msgspec errors on a malformed line."""
     return [_record_decoder.decode(line) for line in data.splitlines() if line.strip()]
