@@ -452,3 +452,27 @@ async def test_another_accounts_site_is_not_found(env):
         json={"site_id": str(uuid.uuid4()), "metrics": ["visitors"], "date_range": "7d"},
     )
     assert missing.status_code == 404 and missing.json() == answer.json()
+
+
+NESTED = b"[" * 20_000 + b"]" * 20_000
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/query", b"{not json"),
+        ("/api/query", b'{"site_id": "\xff", "metrics": ["visitors"]}'),
+        ("/api/query", b'{"metrics": ' + NESTED + b"}"),
+        ("/api/sites", b'{"name": "\xff"}'),
+        ("/api/sites", b'{"name": "x", "domains": ' + NESTED + b"}"),
+    ],
+    ids=["malformed", "invalid-utf8", "nested", "site-invalid-utf8", "site-nested"],
+)
+async def test_undecodable_bodies_are_400_and_create_nothing(env, path, body):
+    sites_before = (await env["client"].get("/api/sites")).json()
+    answer = await env["client"].post(
+        path, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]
+    assert (await env["client"].get("/api/sites")).json() == sites_before

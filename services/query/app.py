@@ -47,6 +47,10 @@ def _error(status: int, message: str) -> Response[dict[str, Any]]:
 def _unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
     if isinstance(exc, HTTPException):  # 400, 401, 403, 404, 405, 413…: answers, not faults
         return _error(exc.status_code, exc.detail)
+    if isinstance(exc, UnicodeDecodeError | RecursionError):
+        # Litestar hands request bodies to msgspec, which raises these (not a DecodeError) for
+        # invalid UTF-8 in a string and for arrays nested thousands deep.
+        return _error(400, "malformed JSON body: invalid UTF-8 or nested too deeply")
     if isinstance(exc, CONNECTION_FAULTS):
         log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
         answer = _error(503, "database unavailable; retry shortly")

@@ -146,6 +146,10 @@ def decode_body(raw: bytes) -> QueryBody:
         raise InvalidQueryError(str(exc).replace("`$", "`query")) from None
     except msgspec.DecodeError as exc:
         raise InvalidQueryError(f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError:  # msgspec builds str objects as it goes
+        raise InvalidQueryError("malformed JSON: a string is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidQueryError("malformed JSON: nested too deeply") from None
 
 
 def _check_dimension(name: str, kept: frozenset[str], tier: Tier) -> None:
