@@ -140,30 +140,24 @@ class TopupStack(Stack):
         )
         auth.allow_login_at(router.url)
 
-        migrate = ServiceFunction(
-            self,
-            "Migrate",
-            code=image("process", "topup.tasks.migrate_handler"),
-            memory_mb=512,
-            timeout=Duration.minutes(5),
-            environment=with_database,
-            vpc=network.vpc,
-            security_group=network.functions,
-            url=False,
-        )
-        maintain = ServiceFunction(
-            self,
-            "Maintain",
-            code=image("process", "topup.tasks.maintain_handler"),
-            memory_mb=512,
-            timeout=Duration.minutes(5),
-            environment=with_database,
-            vpc=network.vpc,
-            security_group=network.functions,
-            url=False,
-        )
-        for task in (migrate, maintain):
+        def database_task(name: str, handler: str) -> ServiceFunction:
+            """A function outside the request path that runs one task against the database."""
+            task = ServiceFunction(
+                self,
+                name,
+                code=image("process", f"topup.tasks.{handler}"),
+                memory_mb=512,
+                timeout=Duration.minutes(5),
+                environment=with_database,
+                vpc=network.vpc,
+                security_group=network.functions,
+                url=False,
+            )
             database.secret.grant_read(task.function)
+            return task
+
+        migrate = database_task("Migrate", "migrate_handler")
+        maintain = database_task("Maintain", "maintain_handler")
         operations = Operations(self, "Operations", config, migrate=migrate, maintain=maintain)
         operations.schema.node.add_dependency(database.cluster)
 

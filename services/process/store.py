@@ -25,6 +25,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -184,18 +185,14 @@ async def _rate_limit(
             kept.append((event, initial))
         else:
             limited.append(event)
-    if added:
-        ordered = sorted(added)
-        await conn.execute(
-            """INSERT INTO visitor_counters (site_id, visitor, hour, events)
-               SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
-               ON CONFLICT (site_id, visitor, hour)
-               DO UPDATE SET events = visitor_counters.events + EXCLUDED.events""",
-            [k[0] for k in ordered],
-            [k[1] for k in ordered],
-            [k[2] for k in ordered],
-            [added[k] for k in ordered],
-        )
+    await _add_counts(
+        conn,
+        """INSERT INTO visitor_counters (site_id, visitor, hour, events)
+           SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
+           ON CONFLICT (site_id, visitor, hour)
+           DO UPDATE SET events = visitor_counters.events + EXCLUDED.events""",
+        added,
+    )
     return kept, limited
 
 
@@ -223,19 +220,23 @@ async def _grant_allowance(
 async def _add_usage(
     conn: asyncpg.Connection, counts: Counter[tuple[uuid.UUID, date, str]]
 ) -> None:
-    if not counts:
-        return
-    keys = sorted(counts)
-    await conn.execute(
+    await _add_counts(
+        conn,
         """INSERT INTO usage_daily (site_id, day, outcome, events)
            SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::bigint[])
            ON CONFLICT (site_id, day, outcome)
            DO UPDATE SET events = usage_daily.events + EXCLUDED.events""",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
-        [counts[k] for k in keys],
+        counts,
     )
+
+
+async def _add_counts(conn: asyncpg.Connection, upsert: str, counts: Counter[Any]) -> None:
+    """Add each count to its key's row: `upsert` takes one array per key part, then the counts.
+    Keys go in sorted order so concurrent deliveries lock the rows in the same order."""
+    if not counts:
+        return
+    keys = sorted(counts)
+    await conn.execute(upsert, *map(list, zip(*keys, strict=True)), [counts[k] for k in keys])
 
 
 async def write_delivery(
