@@ -189,9 +189,10 @@ async def test_top_up_is_for_operators(api, db):
     ).status_code == 403
     answer = await client.post(path, headers=auth(keys["operator"]), json={"events": 10})
     assert answer.status_code == 200 and answer.json()["allowance_remaining"] == 15
-    assert (
-        await client.post(path, headers=auth(keys["operator"]), json={"events": 0})
-    ).status_code == 400
+    for events in (0, 10**12 + 1, 2**100):  # 2**100 once overflowed bigint into a 500
+        answer = await client.post(path, headers=auth(keys["operator"]), json={"events": events})
+        assert answer.status_code == 400, answer.text
+    assert (await sites.get_site(db, site.id)).allowance_remaining == 15
 
 
 async def test_tenancy_matrix(api, db):

@@ -37,7 +37,7 @@ class CreatedKey(msgspec.Struct):
 
 
 class TopUp(msgspec.Struct, forbid_unknown_fields=True):
-    events: Annotated[int, msgspec.Meta(gt=0)]
+    events: Annotated[int, msgspec.Meta(gt=0, le=sites.MAX_TOP_UP)]
 
 
 class Snippet(msgspec.Struct):

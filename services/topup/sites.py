@@ -189,6 +189,10 @@ async def update_site(
     return _site(row)
 
 
+# A trillion events ($10M at list price) per top-up keeps the bigint allowance far from overflow.
+MAX_TOP_UP = 10**12
+
+
 async def top_up(
     conn: asyncpg.Connection,
     site_id: uuid.UUID,
@@ -197,8 +201,8 @@ async def top_up(
     account_id: uuid.UUID | None = None,
 ) -> Site:
     """Add `events` to a site's allowance."""
-    if events <= 0:
-        raise InvalidSiteError("a top-up adds a positive number of events")
+    if not 0 < events <= MAX_TOP_UP:
+        raise InvalidSiteError(f"a top-up adds 1 to {MAX_TOP_UP:,} events")
     row = await conn.fetchrow(
         f"""UPDATE sites SET allowance_remaining = allowance_remaining + $2, updated_at = now()
             WHERE id = $1 AND ($3::uuid IS NULL OR account_id = $3) RETURNING {_COLUMNS}""",
