@@ -160,6 +160,8 @@ async def test_site_lifecycle(api, db):
 
 async def test_keys_are_shown_once_listed_without_secret_and_revocable(api):
     client, keys, _, _ = api
+    nul = await client.post("/api/keys", headers=auth(keys["owner"]), json={"name": "a\u0000b"})
+    assert nul.status_code == 400 and "NUL" in nul.json()["error"]
     created = (
         await client.post("/api/keys", headers=auth(keys["owner"]), json={"name": "ci"})
     ).json()

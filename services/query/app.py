@@ -51,6 +51,8 @@ def _unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[A
         # Litestar hands request bodies to msgspec, which raises these (not a DecodeError) for
         # invalid UTF-8 in a string and for arrays nested thousands deep.
         return _error(400, "malformed JSON body: invalid UTF-8 or nested too deeply")
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError):  # Postgres text holds no NUL
+        return _error(400, "text may not contain NUL (\\u0000) characters")
     if isinstance(exc, CONNECTION_FAULTS):
         log.warning("%s %s: database unavailable: %r", request.method, request.url.path, exc)
         answer = _error(503, "database unavailable; retry shortly")
