@@ -193,6 +193,9 @@ def main() -> None:
         ready = stack.enter_context(database(settings))
         assert ready.database_url is not None
         results = asyncio.run(run_all(ready.database_url, args.full, args.only))
+    if args.only and RESULTS.exists():
+        # A partial run updates its benchmarks and keeps the others' last figures.
+        results = json.loads(RESULTS.read_text())["results"] | results
     report = {
         "mode": "full" if args.full else "quick",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

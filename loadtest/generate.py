@@ -129,8 +129,12 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
                 await _copy(conn, event_batch, initial_batch)
                 event_batch, initial_batch = [], []
         await _copy(conn, event_batch, initial_batch)
-        await conn.execute("ANALYZE events")
-        await conn.execute("ANALYZE initial_events")
+        # Process keeps the sessions' hourly summaries as it writes; rows loaded around it
+        # need them computed.
+        await conn.execute("SELECT topup_rebuild_visit_hours($1, $2, $3)",
+                           (now - timedelta(days=days + 1)).date(), now.date(), site_id)  # fmt: skip
+        for table in ("events", "initial_events", "visit_hours"):
+            await conn.execute(f"ANALYZE {table}")
         return site_id, truth
     finally:
         await conn.close()

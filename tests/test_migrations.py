@@ -70,7 +70,8 @@ async def test_maintain_creates_upcoming_partitions_and_drops_expired_ones(db):
     assert "events_p20261017" not in names
     assert "events_p20261017" in report.partitions_dropped
     assert "initial_events_p20261017" in report.partitions_dropped
-    assert len(report.partitions_dropped) == 2 * 5
+    assert "visit_hours_p20261017" in report.partitions_dropped
+    assert len(report.partitions_dropped) == 3 * 5
     again = await maintain(db, retention_days=35, today=today)
     assert again.partitions_created == 0
     assert again.partitions_dropped == []
@@ -118,3 +119,46 @@ async def test_maintain_forgets_rate_limit_counters_of_past_hours(db):
     report = await maintain(db, retention_days=35)
     assert report.counters_deleted == 1
     assert await db.fetchval("SELECT visitor FROM visitor_counters") == 2
+
+
+async def test_upgrading_to_visit_hours_summarises_the_events_already_stored(postgres_server_url):
+    from tests.conftest import database_url_for
+
+    admin = await connect(postgres_server_url)
+    await admin.execute("DROP DATABASE IF EXISTS upgrade_0004 WITH (FORCE)")
+    await admin.execute("CREATE DATABASE upgrade_0004")
+    conn = await connect(database_url_for(postgres_server_url, "upgrade_0004"))
+    try:
+        before = [m for m in bundled_migrations() if m.version < 4]
+        await migrate(conn, before)
+        await conn.execute("SELECT topup_create_partitions('2026-11-20', '2026-11-23')")
+        await conn.execute(
+            """INSERT INTO events (event_id, site_id, ts, session_id, visitor_id, name, hostname,
+                                   pathname)
+               SELECT gen_random_uuid(), '00000000-0000-0000-0000-0000000000aa', t, s, v, n,
+                      'example.com', p
+               FROM (VALUES ('2026-11-21 09:58:00+00'::timestamptz, 1, 7, 'pageview', '/'),
+                            ('2026-11-21 10:01:00+00', 1, 7, 'pageview', '/pricing'),
+                            ('2026-11-21 10:02:00+00', 1, 7, 'Signup', '/pricing'),
+                            ('2026-11-22 23:59:00+00', 2, NULL, 'pageview', '/blog')
+                    ) AS x(t, s, v, n, p)"""
+        )
+        assert [m.version for m in await migrate(conn)] == [
+            m.version for m in bundled_migrations() if m.version >= 4
+        ]
+        rows = await conn.fetch(
+            """SELECT hour, session_id, visitor, pageviews, events, exit_page FROM visit_hours
+               ORDER BY hour"""
+        )
+        assert [(r["hour"].isoformat(), *list(r)[1:]) for r in rows] == [
+            ("2026-11-21T09:00:00+00:00", 1, 7, 1, 1, "/"),
+            ("2026-11-21T10:00:00+00:00", 1, 7, 1, 2, "/pricing"),
+            ("2026-11-22T23:00:00+00:00", 2, 2, 1, 1, "/blog"),
+        ]
+        # every existing day has its visit_hours partition, also a day without events
+        for day in ("20", "23"):  # the first and last day: no events
+            assert await conn.fetchval(f"SELECT to_regclass('visit_hours_p202611{day}')")
+    finally:
+        await conn.close()
+        await admin.execute("DROP DATABASE IF EXISTS upgrade_0004 WITH (FORCE)")
+        await admin.close()

@@ -117,6 +117,8 @@ async def test_each_tier_stores_its_fields_and_nothing_else(tier, settings, db, 
         assert (first["device_model"], first["device_manufacturer"]) == (None, None)
         assert signup["props"] is None and signup["visitor_id"] is None
         assert other["country"] is None  # no CloudFront headers, and no IP use at all
+        # the dashboard's session summaries hold no visitor hash either
+        assert await db.fetchval("SELECT bool_and(visitor = session_id) FROM visit_hours")
     elif tier is Tier.PRIVACY_POLICY:
         assert first["referrer"] == "https://news.example.org/article/42"
         assert first["visitor_id"] is not None and first["distinct_id"] is None

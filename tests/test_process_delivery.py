@@ -267,3 +267,38 @@ async def test_events_stamped_far_in_the_past_or_future_are_invalid(process, db,
     assert await db.fetchval("SELECT count(*) FROM events") == 1
     nil = "00000000-0000-0000-0000-000000000000"
     assert await usage(db, nil) == {"invalid": 3}
+
+
+async def test_visit_hours_equal_a_rebuild_from_the_stored_events(process, db, site):
+    """The sessions' hourly summaries that process adds to as it writes are exactly what
+    recomputing them from `events` gives, through redeliveries, overlaps, events arriving out
+    of order and across hours, page views at the same instant, and allowance running out."""
+    from datetime import UTC, datetime, timedelta
+
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    at = [base - timedelta(minutes=5) + timedelta(minutes=3 * i) for i in range(6)]  # 2 hours
+    a = [event(site.id, f"https://example.com/a{i}", session="a", at=t) for i, t in enumerate(at)]
+    a.append(event(site.id, name="Signup", session="a", at=at[-1] + timedelta(seconds=1)))
+    tie = [event(site.id, f"https://example.com/{p}", session="b", at=at[2]) for p in "xzy"]
+    other = [event(site.id, session="c", ip="198.51.100.20", at=at[1])]
+    late = a[3:]  # the later half of session a arrives first
+    assert (await deliver(process, delivery_body([late + tie]))).status_code == 200
+    body = delivery_body([a[:4] + other])  # overlaps `late` in a[3]
+    for _ in range(2):  # and is redelivered
+        assert (await deliver(process, body)).status_code == 200
+    await db.execute("UPDATE sites SET allowance_remaining = 2 WHERE id = $1", site.id)
+    extra = [event(site.id, f"https://example.com/d{i}", session="d", at=at[4]) for i in range(4)]
+    assert (await deliver(process, delivery_body([extra]))).status_code == 200
+    assert await usage(db, site.id) == {"accepted": 13, "over_allowance": 2}
+
+    query = """SELECT site_id, hour, session_id, visitor, pageviews, events, first_ts, last_ts,
+                      exit_ts, exit_page FROM visit_hours ORDER BY hour, session_id"""
+    kept = [tuple(r) for r in await db.fetch(query)]
+    by_exit = {r[9]: r for r in kept}
+    assert by_exit["/z"][4:6] == (3, 3)  # the tie: the greater path at the same instant
+    # session a: 2 page views before the hour, 4 page views and the custom event after it
+    assert sorted(r[4:6] for r in kept if r[9] in ("/a1", "/a5")) == [(2, 2), (4, 5)]
+    assert by_exit["/a5"][6:8] == (at[2], at[5] + timedelta(seconds=1))
+    days = (base - timedelta(days=1)).date(), base.date()
+    assert await db.fetchval("SELECT topup_rebuild_visit_hours($1, $2)", *days) == len(kept)
+    assert [tuple(r) for r in await db.fetch(query)] == kept

@@ -16,8 +16,9 @@ In order, inside the transaction:
    with a site's id costs that site at most the limit per visitor and hour.
 6. Grant allowance per site in one statement (check and decrement together); events beyond it
    (the latest ones) are removed again and counted as `over_allowance`.
-7. Insert the initial rows, add the day's usage (accepted, and dropped by reason), and record
-   the delivery's totals.
+7. Insert the initial rows, add the stored events to their sessions' `visit_hours` (the
+   summary the dashboard's visit-level queries read), add the day's usage (accepted, and dropped
+   by reason), and record the delivery's totals.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from process import visit_hours
 from process.drops import ACCEPTED, DropReason
 from process.pipeline import Work
 from process.rows import (
@@ -314,6 +316,7 @@ async def _write(
             [as_tuple(i) for i in initials],
             careful=careful,
         )
+        await visit_hours.add(conn, [e for e, _ in stored])
         for event, _ in stored:
             usage[(event.site_id, event.ts.date(), ACCEPTED)] += 1
         await _add_usage(conn, usage)

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from query import visit_sql
 from query.archive_reader import ArchiveReader
 from query.stats_request import (
     TIME_DIMENSIONS,
@@ -125,7 +126,8 @@ def _next(day: date, interval: str) -> date:
 
 class Stores:
     """Where a range is answered: Postgres when it lies inside the recent window (it holds every
-    day of it), the archive otherwise."""
+    day of it), the archive otherwise. In Postgres, visit-level queries read the sessions'
+    hourly summaries (`visit_sql`), the others the events."""
 
     def __init__(
         self, conn: asyncpg.Connection, archive: ArchiveReader | None, recent_window_days: int
@@ -144,7 +146,10 @@ class Stores:
             assert self.archive is not None
             sql, params = build(query, site_id, tier, visit_filter, TRINO)
             return list(await self.archive.fetch(sql, params, site_id, query.start, query.end))
-        sql, params = build(query, site_id, tier, visit_filter, POSTGRES)
+        if visit_sql.answers(query, visit_filter):
+            sql, params = visit_sql.build(query, site_id, tier, visit_filter)
+        else:
+            sql, params = build(query, site_id, tier, visit_filter, POSTGRES)
         return list(await self.conn.fetch(sql, *params))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,13 @@ VISIT_COLUMNS = (
 )  # fmt: skip
 SESSION_COLUMNS = (
     "coalesce(sa.visits, 0) AS visits, sa.visit_duration, sa.bounce_rate, sa.views_per_visit,"
+)
+
+# Visit metrics over `s`, one row per session: its page views, duration and start.
+VISIT_AGGREGATES = (
+    "count(*) AS visits, avg(s.duration) AS visit_duration, "
+    "100.0 * avg(CASE WHEN s.pageviews <= 1 THEN 1 ELSE 0 END) AS bounce_rate, "
+    "avg(s.pageviews) AS views_per_visit"
 )
 
 # How a visitor is counted, by tier (README, "Processing").
@@ -101,6 +109,13 @@ class Dialect:
             return f"({column} AT TIME ZONE '{zone}')"
         return f"CAST({column} AT TIME ZONE '{zone}' AS TIMESTAMP)"
 
+    def grouped(self, column: str) -> str:
+        """A text column to group by. In Postgres, byte order ("C"): the groups are the same in
+        every deterministic collation, and comparing bytes is what makes sorting a million
+        rows for `count(DISTINCT …)` fast (a third less time than C.UTF-8 here, far more than
+        en_US). Trino compares bytes anyway."""
+        return f'({column} COLLATE "C")' if self.name == "postgres" else column
+
     def table(self, name: str, columns: str) -> str:
         # The archive is at least once: an event may be there twice, identical; read it once.
         return name if self.name == "postgres" else f"(SELECT DISTINCT {columns} FROM {name})"
@@ -147,11 +162,15 @@ class Params:
         return self._MARKER.sub(positional, sql), ordered
 
 
-def _column(dimension: str, params: Params) -> str:
+def column(dimension: str, params: Params) -> str:
     if dimension.startswith(PROPS_PREFIX):
         key = dimension[len(PROPS_PREFIX) :]
         return params.dialect.prop(params.add(params.dialect.prop_key(key)))
     return DIMENSIONS[dimension][0]
+
+
+def grouped(dimension: str, params: Params) -> str:
+    return params.dialect.grouped(column(dimension, params))
 
 
 def _escape_like(value: str) -> str:
@@ -159,24 +178,22 @@ def _escape_like(value: str) -> str:
 
 
 def _condition(node: Condition, params: Params) -> str:
-    column = _column(node.dimension, params)
+    col = column(node.dimension, params)
     if node.operator in ("is", "is_not"):
-        test = f"{column} IN ({', '.join(params.add(v) for v in node.values)})"
+        test = f"{col} IN ({', '.join(params.add(v) for v in node.values)})"
     elif node.operator in ("contains", "contains_not"):
         likes = [
-            f"lower({column}) LIKE {params.add('%' + _escape_like(v.lower()) + '%')} ESCAPE '\\'"
+            f"lower({col}) LIKE {params.add('%' + _escape_like(v.lower()) + '%')} ESCAPE '\\'"
             for v in node.values
         ]
         test = "(" + " OR ".join(likes) + ")"
     else:
         test = (
-            "("
-            + " OR ".join(params.dialect.regex(column, params.add(v)) for v in node.values)
-            + ")"
+            "(" + " OR ".join(params.dialect.regex(col, params.add(v)) for v in node.values) + ")"
         )
     if node.operator.endswith("_not"):
         # NULL (not set) is "not" any value.
-        return f"({column} IS NULL OR NOT {test})"
+        return f"({col} IS NULL OR NOT {test})"
     return f"coalesce({test}, false)"
 
 
@@ -192,7 +209,7 @@ def where(node: Filter | None, params: Params) -> str:
     return "(" + joiner.join(where(c, params) for c in node.children) + ")"
 
 
-def _dimensions(query: StatsQuery, extra: Filter | None) -> set[str]:
+def named_dimensions(query: StatsQuery, extra: Filter | None) -> set[str]:
     """Every dimension a query groups or filters by."""
     found = set(query.dimensions)
     stack = [n for n in (query.filter, extra) if n is not None]
@@ -205,11 +222,28 @@ def _dimensions(query: StatsQuery, extra: Filter | None) -> set[str]:
     return found
 
 
-def _key(count: int) -> str:
+def group_key(count: int) -> str:
     """The groups' key as one string: hashable, and NULL-safe, so the event and visit
     aggregates can FULL JOIN on it in every dialect."""
     parts = [f"coalesce(CAST(d{i} AS VARCHAR), '~null~')" for i in range(count)]
     return ", " + " || '|~|' || ".join(parts) + " AS k" if count else ""
+
+
+def join_sessions(
+    alias: str, initials: str, named: set[str], tier: Tier, site: str, start: str, end: str
+) -> tuple[str, str]:
+    """The join of `alias`'s rows to their session's initial event, and the columns it adds:
+    only the session attributes named (and, in the full tier, the distinct id visitors are
+    counted by); nothing when none is."""
+    columns = [c for c in VISIT_COLUMNS if c.split(" AS ")[-1] in named]
+    if tier is Tier.FULL:
+        columns.append("distinct_id")
+    if not columns:
+        return "", ""
+    join = f"""
+    JOIN {initials} i ON i.site_id = {alias}.site_id AND i.session_id = {alias}.session_id
+      AND i.site_id = {site} AND i.ts >= {start} - {SESSION_SLACK} AND i.ts < {end}"""
+    return join, "".join(", i." + c for c in columns)
 
 
 def build(
@@ -238,9 +272,9 @@ def build(
                 f"date_trunc({unit}, {dialect.local('s.started', query.timezone)}) AS d{i}"
             )
         else:
-            event_dims.append(f"{_column(dim, p)} AS d{i}")
+            event_dims.append(f"{grouped(dim, p)} AS d{i}")
             session_dims.append(f"d.d{i}")
-    plain = [f"{_column(d, p)} AS d{i}" for i, d in enumerate(dims) if d not in TIME_DIMENSIONS]
+    plain = [f"{grouped(d, p)} AS d{i}" for i, d in enumerate(dims) if d not in TIME_DIMENSIONS]
     group_by = "GROUP BY " + ", ".join(f"d{i}" for i in range(len(dims))) if dims else ""
     filters = where(query.filter, p)
     session_metrics = SESSION_METRICS & set(query.metrics)
@@ -250,16 +284,8 @@ def build(
     # Read only what this query needs: the session attributes its dimensions and filters name
     # (and, in the full tier, the distinct id visitors are counted by), and the exit page
     # only when asked for. Most dashboard queries then never touch initial_events.
-    named = {DIMENSIONS[d][0] for d in _dimensions(query, visit_filter) if d in DIMENSIONS}
-    visit_columns = [c for c in VISIT_COLUMNS if c.split(" AS ")[-1] in named]
-    if tier is Tier.FULL:
-        visit_columns.append("distinct_id")
-    session_join = ""
-    if visit_columns:
-        session_join = f"""
-    JOIN {initials} i ON i.site_id = e.site_id AND i.session_id = e.session_id
-      AND i.site_id = {site} AND i.ts >= {start} - {SESSION_SLACK} AND i.ts < {end}"""
-    visit_select = "".join(", i." + c for c in visit_columns)
+    named = {DIMENSIONS[d][0] for d in named_dimensions(query, visit_filter) if d in DIMENSIONS}
+    session_join, visit_select = join_sessions("e", initials, named, tier, site, start, end)
     sql = f"""
 WITH ev AS (
     SELECT e.ts, e.name, e.pathname, e.hostname, e.props, e.session_id,
@@ -272,7 +298,7 @@ WITH ev AS (
 exits AS (
     SELECT session_id, pathname AS exit_page FROM (
         SELECT session_id, pathname,
-               row_number() OVER (PARTITION BY session_id ORDER BY ts DESC) AS latest
+               row_number() OVER (PARTITION BY session_id ORDER BY ts DESC, pathname DESC) AS latest
         FROM ev WHERE name = 'pageview') x
     WHERE latest = 1
 ),
@@ -283,7 +309,7 @@ e AS (SELECT * FROM ev),"""
     sql += f"""
 f AS (SELECT * FROM e WHERE {filters}),
 ea AS (
-    SELECT *{_key(len(dims))} FROM (
+    SELECT *{group_key(len(dims))} FROM (
         SELECT {", ".join([*event_dims, ""])}
                count(DISTINCT visitor) AS visitors,
                count(*) FILTER (WHERE name = 'pageview') AS pageviews,
@@ -299,17 +325,23 @@ s AS (
     FROM e WHERE session_id IN (SELECT session_id FROM f) GROUP BY session_id
 ),
 sa AS (
-    SELECT *{_key(len(dims))} FROM (
+    SELECT *{group_key(len(dims))} FROM (
         SELECT {", ".join([*session_dims, ""])}
-               count(*) AS visits,
-               avg(s.duration) AS visit_duration,
-               100.0 * avg(CASE WHEN s.pageviews <= 1 THEN 1 ELSE 0 END) AS bounce_rate,
-               avg(s.pageviews) AS views_per_visit
+               {VISIT_AGGREGATES}
         FROM (SELECT DISTINCT {distinct_dims} FROM f) d
         JOIN s ON s.session_id = d.session_id
         {group_by}) g
 )"""
-    # The baselines of percentage and conversion_rate, only when asked for.
+    sql += outcome(query, p, visit_filter, session_metrics)
+    return p.finish(sql)
+
+
+def outcome(
+    query: StatsQuery, p: Params, visit_filter: Filter | None, session_metrics: AbstractSet[str]
+) -> str:
+    """The final SELECT over the CTEs `e`, `f`, `ea` (and `sa` when visit metrics are asked
+    for): one row per group, with the baselines of percentage and conversion_rate when asked for."""
+    count = len(query.dimensions)
     totals = "NULL AS total_visitors"
     if "percentage" in query.metrics:
         totals = "(SELECT count(DISTINCT visitor) FROM f) AS total_visitors"
@@ -319,19 +351,18 @@ sa AS (
         base = f"(SELECT count(DISTINCT visitor) FROM e WHERE {base_filter}) AS base_visitors"
     select_dims = [
         f"coalesce(ea.d{i}, sa.d{i}) AS d{i}" if session_metrics else f"ea.d{i}"
-        for i in range(len(dims))
+        for i in range(count)
     ]
-    if session_metrics and dims:
+    if session_metrics and count:
         join = "ea FULL OUTER JOIN sa ON ea.k = sa.k"
     elif session_metrics:
         join = "ea CROSS JOIN sa"  # one row each
     else:
         join = "ea"
-    sql += f"""
+    return f"""
 SELECT {", ".join([*select_dims, ""])}
        coalesce(ea.visitors, 0) AS visitors, coalesce(ea.pageviews, 0) AS pageviews,
        coalesce(ea.events, 0) AS events,
        {SESSION_COLUMNS if session_metrics else ""}
        {totals}, {base}
 FROM {join}"""
-    return p.finish(sql)

@@ -1,0 +1,93 @@
+"""Keeping `visit_hours` (migration 0004): each session's page views, events, first and last
+instant and exit page per UTC hour, added to in the delivery's transaction from exactly the
+events it stored, so the summary always equals what `topup_rebuild_visit_hours` computes from
+`events`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from process.rows import EventRow
+
+Key = tuple[uuid.UUID, datetime, int, int]  # site, hour, session, visitor
+
+
+class HourSummary(msgspec.Struct):
+    pageviews: int = 0
+    events: int = 0
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    exit_ts: datetime | None = None
+    exit_page: str | None = None
+
+    def add(self, event: EventRow) -> None:
+        self.events += 1
+        self.first_ts = event.ts if self.first_ts is None else min(self.first_ts, event.ts)
+        self.last_ts = event.ts if self.last_ts is None else max(self.last_ts, event.ts)
+        if event.name == "pageview":
+            self.pageviews += 1
+            if (
+                self.exit_ts is None
+                or self.exit_page is None
+                or (event.ts, event.pathname)
+                > (
+                    self.exit_ts,
+                    self.exit_page,
+                )
+            ):
+                self.exit_ts, self.exit_page = event.ts, event.pathname
+
+
+def summarise(events: list[EventRow]) -> dict[Key, HourSummary]:
+    hours: dict[Key, HourSummary] = {}
+    for event in events:
+        visitor = event.session_id if event.visitor_id is None else event.visitor_id
+        hour = event.ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        key = (event.site_id, hour, event.session_id, visitor)
+        hours.setdefault(key, HourSummary()).add(event)
+    return hours
+
+
+async def add(conn: asyncpg.Connection, events: list[EventRow]) -> None:
+    """Add stored events to their sessions' hours. Keys go in sorted order so concurrent
+    deliveries lock rows in the same order; the latest page view (by instant, then path) wins
+    the exit page, whichever delivery brought it."""
+    hours = summarise(events)
+    if not hours:
+        return
+    keys = sorted(hours)
+    rows = [hours[k] for k in keys]
+    await conn.execute(
+        """INSERT INTO visit_hours AS v (site_id, hour, session_id, visitor, pageviews, events,
+                                          first_ts, last_ts, exit_ts, exit_page)
+           SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[],
+                                $5::int[], $6::int[], $7::timestamptz[], $8::timestamptz[],
+                                $9::timestamptz[], $10::text[])
+           ON CONFLICT (site_id, hour, session_id, visitor) DO UPDATE SET
+               pageviews = v.pageviews + EXCLUDED.pageviews,
+               events = v.events + EXCLUDED.events,
+               first_ts = least(v.first_ts, EXCLUDED.first_ts),
+               last_ts = greatest(v.last_ts, EXCLUDED.last_ts),
+               exit_page = CASE
+                   WHEN (EXCLUDED.exit_ts, EXCLUDED.exit_page) > (v.exit_ts, v.exit_page)
+                     OR v.exit_ts IS NULL THEN coalesce(EXCLUDED.exit_page, v.exit_page)
+                   ELSE v.exit_page END,
+               exit_ts = CASE
+                   WHEN (EXCLUDED.exit_ts, EXCLUDED.exit_page) > (v.exit_ts, v.exit_page)
+                     OR v.exit_ts IS NULL THEN coalesce(EXCLUDED.exit_ts, v.exit_ts)
+                   ELSE v.exit_ts END""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [k[3] for k in keys],
+        [r.pageviews for r in rows],
+        [r.events for r in rows],
+        [r.first_ts for r in rows],
+        [r.last_ts for r in rows],
+        [r.exit_ts for r in rows],
+        [r.exit_page for r in rows],
+    )
