@@ -1,7 +1,10 @@
-"""Generate N realistic events for one site straight into Postgres (COPY, batched), with the
-attributes process would have derived, and the ground truth of what was written.
+"""Generate N realistic events for one site straight into Postgres (COPY, batched) and the
+archive (Iceberg appends, batched), with the attributes process would have derived, and the
+ground truth of what was written.
 
-    python -m loadtest.generate --events 1000000 --days 30 [--site SITE_ID]
+    python -m loadtest.generate --events 1000000 --days 30 [--site SITE_ID] [--no-archive]
+
+The archive is the local one under `TOPUP_DATA_DIR` (`.topup/archive`, what `topup dev` reads).
 
 Visits come from `loadtest/traffic.py` (browsers, referrers, campaigns, countries, pages); a
 fifth of the visits are returning visitors. The truth (events, page views, visits, visitors,
@@ -17,13 +20,16 @@ import random
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from loadtest.traffic import visit
 from process import user_agents
+from process.archive import LocalArchive
 from process.referrers import acquisition, utm_tags
+from process.rows import EventRow, InitialRow
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 from topup.database import connect, migrate
 from topup.ids import new_id
@@ -96,9 +102,14 @@ def rows(site_id: uuid.UUID, events: int, days: int, seed: int, now: datetime): 
 
 
 async def generate(database_url: str, events: int, days: int, seed: int = 1,
-                   site_id: uuid.UUID | None = None) -> tuple[uuid.UUID, Truth]:  # fmt: skip
-    """Write the events for a site (a new one unless given) and return the truth."""
+                   site_id: uuid.UUID | None = None,
+                   archive: Path | None = None) -> tuple[uuid.UUID, Truth]:  # fmt: skip
+    """Write the events for a site (a new one unless given), and into the local archive under
+    `archive` when given; return the truth."""
     conn = await connect(database_url)
+    archived = LocalArchive(archive) if archive is not None else None
+    if archived is not None:
+        await archived.start()
     try:
         await migrate(conn)
         now = datetime.now(UTC)
@@ -126,27 +137,34 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
             if initial is not None:
                 initial_batch.append(initial)
             if len(event_batch) >= BATCH:
-                await _copy(conn, event_batch, initial_batch)
+                await _copy(conn, event_batch, initial_batch, archived)
                 event_batch, initial_batch = [], []
-        await _copy(conn, event_batch, initial_batch)
+        await _copy(conn, event_batch, initial_batch, archived)
         # Process keeps the sessions' hourly summaries as it writes; rows loaded around it
         # need them computed.
-        await conn.execute("SELECT topup_rebuild_visit_hours($1, $2, $3)",
-                           (now - timedelta(days=days + 1)).date(), now.date(), site_id)  # fmt: skip
+        first_day = (now - timedelta(days=days + 1)).date()
+        await conn.execute(
+            "SELECT topup_rebuild_visit_hours($1, $2, $3)", first_day, now.date(), site_id
+        )
         for table in ("events", "initial_events", "visit_hours"):
             await conn.execute(f"ANALYZE {table}")
         return site_id, truth
     finally:
         await conn.close()
+        if archived is not None:
+            await archived.close()
 
 
-async def _copy(conn: Any, events: list[tuple[Any, ...]], initials: list[tuple[Any, ...]]) -> None:
+async def _copy(conn: Any, events: list[tuple[Any, ...]], initials: list[tuple[Any, ...]],
+                archive: LocalArchive | None) -> None:  # fmt: skip
     if events:
         await conn.copy_records_to_table("events", records=events, columns=list(EVENT_COLUMNS))
     if initials:
         await conn.copy_records_to_table(
             "initial_events", records=initials, columns=list(INITIAL_COLUMNS)
         )
+    if archive is not None and events:
+        await archive.write([EventRow(*e) for e in events], [InitialRow(*i) for i in initials])
 
 
 def main() -> None:
@@ -156,14 +174,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--site", type=uuid.UUID)
     parser.add_argument("--truth", help="write the ground truth here as JSON")
+    parser.add_argument("--no-archive", action="store_true", help="write Postgres only")
     args = parser.parse_args()
     from topup.settings import load_settings
 
     settings = load_settings()
     if settings.database_url is None:
         raise SystemExit("set TOPUP_DATABASE_URL (or run inside topup dev's database)")
+    archive = None if args.no_archive else Path(settings.data_dir) / "archive"
     site_id, truth = asyncio.run(
-        generate(settings.database_url, args.events, args.days, args.seed, args.site)
+        generate(settings.database_url, args.events, args.days, args.seed, args.site, archive)
     )
     report = {"site_id": str(site_id), **msgspec.to_builtins(truth)}
     if args.truth:
