@@ -133,7 +133,12 @@ def test_events_posted_to_dev_reach_postgres_and_the_archive(data_dir):
         rows = asyncio.run(stored())
         assert [(r["name"], r["pathname"]) for r in rows] == [
             ("pageview", "/docs/0"), ("pageview", "/docs/1"), ("pageview", "/docs/2"), ("Signup", "/signup")]  # fmt: skip
-        archived = open_tables(data_dir / "archive")["events"].scan().to_arrow().to_pylist()
+        # The archive is appended after the database commits: give it a moment.
+        for _ in range(100):
+            archived = open_tables(data_dir / "archive")["events"].scan().to_arrow().to_pylist()
+            if len(archived) >= 4:
+                break
+            time.sleep(0.1)
         assert sorted(r["pathname"] for r in archived) == [
             "/docs/0",
             "/docs/1",
