@@ -113,8 +113,8 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
     try:
         await migrate(conn)
         now = datetime.now(UTC)
-        await conn.execute("SELECT topup_create_partitions($1, $2)",
-                           (now - timedelta(days=days + 1)).date(), now.date())  # fmt: skip
+        first_day = (now - timedelta(days=days + 1)).date()
+        await conn.execute("SELECT topup_create_partitions($1, $2)", first_day, now.date())
         if site_id is None:
             account = await conn.fetchval(
                 "INSERT INTO accounts (id, name) VALUES ($1, 'generated') RETURNING id", new_id()
@@ -142,7 +142,6 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
         await _copy(conn, event_batch, initial_batch, archived)
         # Process keeps the sessions' hourly summaries as it writes; rows loaded around it
         # need them computed.
-        first_day = (now - timedelta(days=days + 1)).date()
         await conn.execute(
             "SELECT topup_rebuild_visit_hours($1, $2, $3)", first_day, now.date(), site_id
         )

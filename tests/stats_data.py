@@ -11,18 +11,22 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from loadtest.traffic import visit
 from process.archive import LocalArchive
 from process.deliveries import Processor
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
+from query import stats_request
 from topup.database import create_pool
 from topup.ids import new_id
+from topup.tiers import Tier, kept_fields
 from topup.wire import DeliveryRecord, DeliveryRequest, IngestedEvent, RequestContext, encode_record
 
 
@@ -196,3 +200,24 @@ def local_day(ts: datetime, zone: str) -> str:
 
 
 __all__ = ["UTC", "Truth", "generate", "local_day", "matcher", "store"]
+
+
+def stats_query(
+    site_id: uuid.UUID,
+    body: dict[str, Any],
+    *,
+    tier: Tier,
+    zone: str = "UTC",
+    created: date = date(2026, 1, 1),
+) -> stats_request.StatsQuery:
+    """A Stats API body checked as the API checks it, for calling the query code directly:
+    today is today in `zone`, and the tier collects everything it may."""
+    parsed = msgspec.convert({"site_id": str(site_id)} | body, stats_request.QueryBody)
+    return stats_request.check(
+        parsed,
+        tier=tier,
+        kept=kept_fields(tier, None),
+        zone=zone,
+        today=datetime.now(UTC).astimezone(ZoneInfo(zone)).date(),
+        created=created,
+    )

@@ -3,13 +3,12 @@ summaries, and its ground truth is what the Stats API answers from either store.
 
 from datetime import UTC, datetime, timedelta
 
-import msgspec
-
 from loadtest.generate import generate
-from query import stats, stats_request
+from query import stats
 from query.archive_reader import LocalArchiveReader
+from tests.stats_data import stats_query
 from topup.archive_tables import open_tables
-from topup.tiers import Tier, kept_fields
+from topup.tiers import Tier
 
 
 async def test_generated_events_are_in_both_stores_and_match_the_truth(database_url, db, tmp_path):
@@ -29,18 +28,10 @@ async def test_generated_events_are_in_both_stores_and_match_the_truth(database_
 
     today = datetime.now(UTC).date()
     body = {
-        "site_id": str(site_id),
         "metrics": ["visitors", "visits", "pageviews", "events"],
         "date_range": [(today - timedelta(days=7)).isoformat(), today.isoformat()],
     }
-    query = stats_request.check(
-        msgspec.convert(body, stats_request.QueryBody),
-        tier=Tier.PRIVACY_POLICY,
-        kept=kept_fields(Tier.PRIVACY_POLICY, None),
-        zone="UTC",
-        today=today,
-        created=today - timedelta(days=30),
-    )
+    query = stats_query(site_id, body, tier=Tier.PRIVACY_POLICY, created=today - timedelta(days=30))
     expected = [truth.visitors, truth.visits, truth.pageviews, truth.events]
     recent = stats.Stores(db, None, 30)
     from_archive = stats.Stores(db, LocalArchiveReader(archive), 0)

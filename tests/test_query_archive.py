@@ -2,18 +2,18 @@
 transpiled to DuckDB over the local Iceberg tables) give equal answers; and the Athena adapter
 speaks Athena's protocol (against moto's server, which does not execute SQL)."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import httpx
 import msgspec
 import pytest
 
-from query import stats, stats_request
+from query import stats
 from query.archive_reader import AthenaReader, LocalArchiveReader
 from query.stats_sql import TRINO, build
+from tests.stats_data import stats_query
 from tests.test_query_stats import env  # noqa: F401  (the shared generated site)
 from topup.database import connect
-from topup.tiers import kept_fields
 
 QUERIES = [
     {
@@ -84,16 +84,7 @@ async def test_postgres_and_the_archive_answer_alike(env, body):  # noqa: F811
     site = env["site"]
     conn = await connect(env["url"])
     try:
-        parsed = msgspec.convert({"site_id": str(site.id)} | body, stats_request.QueryBody)
-        today = datetime.now(UTC).astimezone(__import__("zoneinfo").ZoneInfo(site.timezone)).date()
-        query = stats_request.check(
-            parsed,
-            tier=site.tier,
-            kept=kept_fields(site.tier, None),
-            zone=site.timezone,
-            today=today,
-            created=date(2026, 1, 1),
-        )
+        query = stats_query(site.id, body, tier=site.tier, zone=site.timezone)
         recent = stats.Stores(conn, None, 30)
         archive = stats.Stores(conn, LocalArchiveReader(env["data_dir"] / "archive"), 0)
         assert archive.uses_archive(query) and not recent.uses_archive(query)
@@ -111,15 +102,7 @@ async def test_the_archive_reads_a_redelivered_event_once(env):  # noqa: F811  (
     tables = open_tables(env["data_dir"] / "archive")
     events = tables["events"].scan().to_arrow()
     body = {"metrics": ["events"], "date_range": "30d"}
-    parsed = msgspec.convert({"site_id": str(env["site"].id)} | body, stats_request.QueryBody)
-    query = stats_request.check(
-        parsed,
-        tier=env["site"].tier,
-        kept=kept_fields(env["site"].tier, None),
-        zone="UTC",
-        today=datetime.now(UTC).date(),
-        created=date(2026, 1, 1),
-    )
+    query = stats_query(env["site"].id, body, tier=env["site"].tier)
     reader = LocalArchiveReader(env["data_dir"] / "archive")
     sql, params = build(query, env["site"].id, env["site"].tier, None, TRINO)
     before = (await reader.fetch(sql, params, env["site"].id, query.start, query.end))[0]["events"]

@@ -2,20 +2,14 @@
 answers the same queries give over raw events; queries the summary cannot answer exactly read
 the events."""
 
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
-
-import msgspec
 import pytest
 
 from query import stats_sql, visit_sql
 from query.stats import _visit_only, previous_period
-from tests.test_query_stats import env  # noqa: F401  (the shared generated site)
+from tests.stats_data import stats_query
+from tests.test_query_stats import ALL, env  # noqa: F401  (env: the shared generated site)
 from topup.database import connect
-from topup.tiers import Tier, kept_fields
-
-ALL = ["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration",
-       "events"]  # fmt: skip
+from topup.tiers import Tier
 
 QUERIES = [
     {"metrics": ALL, "date_range": "7d"},
@@ -44,18 +38,7 @@ QUERIES = [
 
 
 def _query(site, body, zone=None):
-    from query import stats_request
-
-    parsed = msgspec.convert({"site_id": str(site.id)} | body, stats_request.QueryBody)
-    zone = zone or site.timezone
-    return stats_request.check(
-        parsed,
-        tier=site.tier,
-        kept=kept_fields(Tier.FULL, None),
-        zone=zone,
-        today=datetime.now(UTC).astimezone(ZoneInfo(zone)).date(),
-        created=date(2026, 1, 1),
-    )
+    return stats_query(site.id, body, tier=site.tier, zone=zone or site.timezone)
 
 
 def _rows(records):

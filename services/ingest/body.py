@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from topup.wire import PropValue, Revenue
+from topup.wire import PropValue, Revenue, UndecodableError, decode_untrusted
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_BATCH = 50
@@ -96,15 +96,9 @@ def parse_body(body: bytes) -> list[Event]:
     if not body.strip():
         raise BadEventError('empty body: send a JSON event or {"events": [...]}')
     try:
-        envelope = _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise BadEventError(str(exc).replace("`$", "`body")) from None
-    except msgspec.DecodeError as exc:
-        raise BadEventError(f"malformed JSON: {exc}") from None
-    except UnicodeDecodeError:  # msgspec builds str objects as it goes
-        raise BadEventError("malformed JSON: a string is not valid UTF-8") from None
-    except RecursionError:  # arrays in arrays in ... thousands deep, even in ignored fields
-        raise BadEventError("malformed JSON: nested too deeply") from None
+        envelope = decode_untrusted(_decoder, body, "body")
+    except UndecodableError as exc:
+        raise BadEventError(str(exc)) from None
     if envelope.events is None:
         return [_check(envelope, "body")]
     return [_check(event, f"body.events[{i}]") for i, event in enumerate(envelope.events)]
@@ -163,8 +157,8 @@ def _check_props(raw: Props | str | None, where: str) -> Props | None:
     if isinstance(raw, str):
         # Plausible's older trackers send props as a JSON-encoded string.
         try:
-            raw = _props_decoder.decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+            raw = decode_untrusted(_props_decoder, raw.encode(), where)
+        except UndecodableError:
             raise BadEventError(f"`{where}`: props must be an object of scalar values") from None
     if len(raw) > MAX_PROPS:
         raise BadEventError(f"`{where}`: {len(raw)} props, at most {MAX_PROPS} are allowed")

@@ -19,7 +19,13 @@ from process.archive import Archive
 from process.drops import DropReason
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
-from topup.wire import UNDECODABLE, DeliveryRequest, IngestedEvent, decode_record
+from topup.wire import (
+    DeliveryRequest,
+    IngestedEvent,
+    UndecodableError,
+    decode_record,
+    decode_untrusted,
+)
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("topup.process")
@@ -47,9 +53,9 @@ def read_delivery(body: bytes, content_encoding: str | None) -> DeliveryRequest:
         except (OSError, EOFError, zlib.error) as exc:
             raise BadDeliveryError(f"body is not valid gzip: {exc}") from None
     try:
-        return _delivery_decoder.decode(body)
-    except UNDECODABLE as exc:
-        raise BadDeliveryError(f"not a Firehose delivery: {exc!s}") from None
+        return decode_untrusted(_delivery_decoder, body, "body")
+    except UndecodableError as exc:
+        raise BadDeliveryError(f"not a Firehose delivery: {exc}") from None
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -82,7 +88,7 @@ def decode_events(
                 continue
             try:
                 decoded = decode_record(line)
-            except UNDECODABLE:
+            except UndecodableError:
                 invalid += 1
                 continue
             for event in decoded:

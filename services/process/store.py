@@ -41,6 +41,7 @@ from process.rows import (
     event_row,
     initial_row,
 )
+from process.upsert import upsert
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 
 NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
@@ -232,13 +233,9 @@ async def _add_usage(
     )
 
 
-async def _add_counts(conn: asyncpg.Connection, upsert: str, counts: Counter[Any]) -> None:
-    """Add each count to its key's row: `upsert` takes one array per key part, then the counts.
-    Keys go in sorted order so concurrent deliveries lock the rows in the same order."""
-    if not counts:
-        return
-    keys = sorted(counts)
-    await conn.execute(upsert, *map(list, zip(*keys, strict=True)), [counts[k] for k in keys])
+async def _add_counts(conn: asyncpg.Connection, sql: str, counts: Counter[Any]) -> None:
+    """Add each count to its key's row: `sql` takes one array per key part, then the counts."""
+    await upsert(conn, sql, {key: (n,) for key, n in counts.items()})
 
 
 async def write_delivery(

@@ -12,6 +12,7 @@ import asyncpg
 import msgspec
 
 from process.rows import EventRow
+from process.upsert import upsert
 
 Key = tuple[uuid.UUID, datetime, int, int]  # site, hour, session, visitor
 
@@ -53,15 +54,11 @@ def summarise(events: list[EventRow]) -> dict[Key, HourSummary]:
 
 
 async def add(conn: asyncpg.Connection, events: list[EventRow]) -> None:
-    """Add stored events to their sessions' hours. Keys go in sorted order so concurrent
-    deliveries lock rows in the same order; the latest page view (by instant, then path) wins
-    the exit page, whichever delivery brought it."""
+    """Add stored events to their sessions' hours. Of the exit page already stored and the
+    delivery's, the later page view (by instant, then path) wins, whichever came first."""
     hours = summarise(events)
-    if not hours:
-        return
-    keys = sorted(hours)
-    rows = [hours[k] for k in keys]
-    await conn.execute(
+    await upsert(
+        conn,
         """INSERT INTO visit_hours AS v (site_id, hour, session_id, visitor, pageviews, events,
                                           first_ts, last_ts, exit_ts, exit_page)
            SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[],
@@ -72,22 +69,10 @@ async def add(conn: asyncpg.Connection, events: list[EventRow]) -> None:
                events = v.events + EXCLUDED.events,
                first_ts = least(v.first_ts, EXCLUDED.first_ts),
                last_ts = greatest(v.last_ts, EXCLUDED.last_ts),
-               exit_page = CASE
-                   WHEN (EXCLUDED.exit_ts, EXCLUDED.exit_page) > (v.exit_ts, v.exit_page)
-                     OR v.exit_ts IS NULL THEN coalesce(EXCLUDED.exit_page, v.exit_page)
-                   ELSE v.exit_page END,
-               exit_ts = CASE
-                   WHEN (EXCLUDED.exit_ts, EXCLUDED.exit_page) > (v.exit_ts, v.exit_page)
-                     OR v.exit_ts IS NULL THEN coalesce(EXCLUDED.exit_ts, v.exit_ts)
-                   ELSE v.exit_ts END""",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
-        [k[3] for k in keys],
-        [r.pageviews for r in rows],
-        [r.events for r in rows],
-        [r.first_ts for r in rows],
-        [r.last_ts for r in rows],
-        [r.exit_ts for r in rows],
-        [r.exit_page for r in rows],
+               (exit_ts, exit_page) = (
+                   SELECT x.ts, x.page
+                   FROM (VALUES (v.exit_ts, v.exit_page), (EXCLUDED.exit_ts, EXCLUDED.exit_page))
+                       AS x(ts, page)
+                   ORDER BY x.ts DESC NULLS LAST, x.page DESC LIMIT 1)""",
+        {key: msgspec.structs.astuple(hour) for key, hour in hours.items()},
     )

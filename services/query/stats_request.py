@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from topup.tiers import Tier
+from topup.wire import UndecodableError, decode_untrusted
 
 METRICS = (
     "visitors",
@@ -141,15 +142,9 @@ _decoder = msgspec.json.Decoder(QueryBody)
 
 def decode_body(raw: bytes) -> QueryBody:
     try:
-        return _decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise InvalidQueryError(str(exc).replace("`$", "`query")) from None
-    except msgspec.DecodeError as exc:
-        raise InvalidQueryError(f"malformed JSON: {exc}") from None
-    except UnicodeDecodeError:  # msgspec builds str objects as it goes
-        raise InvalidQueryError("malformed JSON: a string is not valid UTF-8") from None
-    except RecursionError:
-        raise InvalidQueryError("malformed JSON: nested too deeply") from None
+        return decode_untrusted(_decoder, raw, "query")
+    except UndecodableError as exc:
+        raise InvalidQueryError(str(exc)) from None
 
 
 def _check_dimension(name: str, kept: frozenset[str], tier: Tier) -> None:

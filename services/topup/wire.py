@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TypeVar
 
 import msgspec
 
@@ -60,6 +61,8 @@ class IngestedEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     screen_height: int | None = None
 
 
+T = TypeVar("T")
+
 record_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(IngestedEvent)
 
@@ -69,19 +72,34 @@ def encode_record(events: list[IngestedEvent]) -> bytes:
     return b"\n".join(record_encoder.encode(e) for e in events) + b"\n"
 
 
-# What decoding untrusted JSON can raise besides msgspec's own errors: msgspec builds each str
-# as it goes (invalid UTF-8), and recurses into nested arrays even in fields it ignores.
-UNDECODABLE: tuple[type[Exception], ...] = (
-    msgspec.DecodeError,
-    msgspec.ValidationError,
-    UnicodeDecodeError,
-    RecursionError,
-)
+class UndecodableError(ValueError):
+    """Untrusted JSON that is not the expected shape; the message says what is wrong."""
+
+
+def decode_untrusted(decoder: msgspec.json.Decoder[T], data: bytes, root: str) -> T:
+    """Decode a body from outside, turning everything decoding can raise into one error whose
+    message names the field as `root.field`. Besides msgspec's own errors that includes invalid
+    UTF-8 (msgspec builds each str as it goes) and arrays nested thousands deep (it recurses
+    into them even in fields it ignores)."""
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise UndecodableError(str(exc).replace("`$", f"`{root}")) from None
+    except msgspec.DecodeError as exc:
+        raise UndecodableError(f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise UndecodableError("malformed JSON: a string is not valid UTF-8") from None
+    except RecursionError:
+        raise UndecodableError("malformed JSON: nested too deeply") from None
 
 
 def decode_record(data: bytes) -> list[IngestedEvent]:
-    """The events of one buffer record; raises msgspec errors on a malformed line."""
-    return [_record_decoder.decode(line) for line in data.splitlines() if line.strip()]
+    """The events of one buffer record; raises `UndecodableError` on a malformed line."""
+    return [
+        decode_untrusted(_record_decoder, line, "event")
+        for line in data.splitlines()
+        if line.strip()
+    ]
 
 
 # -- Firehose's HTTP endpoint delivery protocol (what the ingest stream POSTs to process)
