@@ -104,7 +104,8 @@ async def query(database_url: str, full: bool) -> dict[str, Any]:
 
 
 async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
-    """What `topup cost` needs per event, measured here or by the benchmarks before it."""
+    """What `topup cost` needs per event, measured here or by the benchmarks before it (in this
+    run, else the last run's figures in latest.json)."""
     from loadtest import bench_process
     from loadtest.traffic import hits
     from topup.database import connect
@@ -123,14 +124,32 @@ async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
         "archive_record_bytes": round(archive_bytes, 1),
         "events_per_request": 1.0,
     }
-    if "ingest" in RESULTS_SO_FAR:
-        inputs["ingest_lambda_ms"] = RESULTS_SO_FAR["ingest"]["lambda_invocation_us"] / 1000
-    if "process" in RESULTS_SO_FAR:
-        process_result = RESULTS_SO_FAR["process"]
+    known = (
+        json.loads(RESULTS.read_text())["results"] if RESULTS.exists() else {}
+    ) | RESULTS_SO_FAR
+    if "ingest" in known:
+        inputs["ingest_lambda_ms"] = known["ingest"]["lambda_invocation_us"] / 1000
+    if "process" in known:
+        process_result = known["process"]
         inputs["process_ms_per_event"] = round(1000 / process_result["process_events_per_s"], 4)
         inputs["sessions_per_event"] = process_result["sessions_per_event"]
+        if process_result.get("postgres_cpu_us_per_event") is not None:
+            inputs["postgres_cpu_us_per_event"] = process_result["postgres_cpu_us_per_event"]
+        inputs["wal_bytes_per_event"] = process_result["wal_bytes_per_event"]
+    if "query" in known:
+        overview = known["query"]
+        millions = overview["overview_events_in_range"] / 1_000_000
+        if overview.get("overview_postgres_cpu_s") is not None:
+            inputs["overview_cpu_s_per_million_events"] = round(
+                overview["overview_postgres_cpu_s"] / millions, 3
+            )
+        inputs["archive_overview_bytes_per_event"] = round(
+            overview["archive_overview_scanned_bytes"] / overview["overview_events_in_range"], 1
+        )
+        inputs["archive_overview_queries"] = overview["archive_overview_queries"]
     conn = await connect(database_url)
     try:
+        await migrate(conn)
         rows = await conn.fetchval("SELECT count(*) FROM events")
         if rows:
             size = await conn.fetchval(
@@ -141,6 +160,9 @@ async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
                    JOIN pg_class c ON c.oid = i.inhrelid"""
             )
             inputs["postgres_bytes_per_event"] = round(int(size + partitions) / rows, 1)
+        elif "postgres_bytes_per_event" in known.get("cost_inputs", {}):
+            # Measured over the query benchmark's data, which this run did not write.
+            inputs["postgres_bytes_per_event"] = known["cost_inputs"]["postgres_bytes_per_event"]
     finally:
         await conn.close()
     return inputs

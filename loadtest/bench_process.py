@@ -12,6 +12,7 @@ import itertools
 import time
 from typing import Any
 
+from loadtest.pg_usage import Meter
 from loadtest.traffic import Hit, hits
 from process import geo, user_agents
 from process.deliveries import Processor
@@ -78,7 +79,9 @@ async def run(database_url: str, full: bool) -> dict[str, Any]:
     count = 200_000 if full else 20_000
     conn = await connect(database_url)
     await migrate(conn)
-    await conn.execute("TRUNCATE events, initial_events, processed_deliveries, usage_daily")
+    await conn.execute(
+        "TRUNCATE events, initial_events, visit_hours, processed_deliveries, usage_daily"
+    )
     account = await accounts.create_account(conn, "bench")
     site = await sites.create_site(conn, account.id, name="bench", domains=["example.com"],
                                    tier=Tier.PRIVACY_POLICY, allowance=10**12)  # fmt: skip
@@ -88,24 +91,28 @@ async def run(database_url: str, full: bool) -> dict[str, Any]:
     user_agents.warm_up()  # as the app's start-up does
     geo.warm_up()
     await processor.handle(batches[0])  # warm caches (parsed agents, partitions, salts)
-    started = time.perf_counter()
     accepted = 0
-    for delivery in batches[1:]:
-        accepted += (await processor.handle(delivery)).accepted
-    process_s = time.perf_counter() - started
+    async with Meter(conn) as ours_on_postgres:
+        started = time.perf_counter()
+        for delivery in batches[1:]:
+            accepted += (await processor.handle(delivery)).accepted
+        process_s = time.perf_counter() - started
     await pool.close()
 
     # The baseline: the same final rows, COPYed straight into the same (emptied) tables.
     events = await conn.fetch(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events")
     initials = await conn.fetch(f"SELECT {', '.join(INITIAL_COLUMNS)} FROM initial_events")
     await conn.execute("TRUNCATE events, initial_events")
-    started = time.perf_counter()
-    await conn.copy_records_to_table("events", records=events, columns=list(EVENT_COLUMNS))
-    await conn.copy_records_to_table(
-        "initial_events", records=initials, columns=list(INITIAL_COLUMNS)
+    async with Meter(conn) as copy_on_postgres:
+        started = time.perf_counter()
+        await conn.copy_records_to_table("events", records=events, columns=list(EVENT_COLUMNS))
+        await conn.copy_records_to_table(
+            "initial_events", records=initials, columns=list(INITIAL_COLUMNS)
+        )
+        copy_s = time.perf_counter() - started
+    await conn.execute(
+        "TRUNCATE events, initial_events, visit_hours, processed_deliveries, usage_daily"
     )
-    copy_s = time.perf_counter() - started
-    await conn.execute("TRUNCATE events, initial_events, processed_deliveries, usage_daily")
     await conn.close()
 
     measured = sum(1 for _ in events)  # includes the warm-up delivery's rows
@@ -118,4 +125,15 @@ async def run(database_url: str, full: bool) -> dict[str, Any]:
         "raw_copy_events_per_s": round(baseline),
         "ratio_to_raw_copy": round(ours / baseline, 3),
         "sessions_per_event": round(len(initials) / len(events), 3),
+        # What the database server spent per stored event (the cost model's Aurora inputs).
+        "postgres_cpu_us_per_event": _per_event(ours_on_postgres.usage.cpu_s, accepted, 1e6),
+        "raw_copy_postgres_cpu_us_per_event": _per_event(
+            copy_on_postgres.usage.cpu_s, measured, 1e6
+        ),
+        "wal_bytes_per_event": _per_event(ours_on_postgres.usage.wal_bytes, accepted),
+        "raw_copy_wal_bytes_per_event": _per_event(copy_on_postgres.usage.wal_bytes, measured),
     }
+
+
+def _per_event(total: float | None, events: int, scale: float = 1.0) -> float | None:
+    return None if total is None else round(total * scale / events, 1)

@@ -78,3 +78,67 @@ def test_without_measurements_the_defaults_are_flagged(tmp_path):
     ).stdout
     assert "defaults, not measured" in out
     assert "Aurora: compute floor" in out and "per million" in out
+
+
+def test_aurora_io_is_the_wal_in_4_kb_units_and_dashboard_lines_follow_the_views(results):
+    prices = cost_model.load_prices()
+    inputs = cost_model.load_inputs(results)
+    io_price = prices["prices"]["aurora_io_request"]["usd"]
+
+    def lines(usage):
+        found = cost_model.price(10_000_000, inputs, prices, cheapest=True, usage=usage)
+        return {line.item.split(" (")[0]: line.monthly_usd for line in found.lines}
+
+    usual = lines(cost_model.Usage())
+    assert usual["write I/O"] == pytest.approx(
+        10_000_000 * inputs.wal_bytes_per_event / 4096 * io_price, abs=1e-4
+    )
+    idle = lines(cost_model.Usage(views=0, archive_views=0))
+    assert idle["compute for 0 dashboard views"] == 0
+    assert idle["0 archive dashboard views"] == 0
+    doubled = lines(cost_model.Usage(views=600, archive_views=60))
+    assert doubled["compute for 600 dashboard views"] == pytest.approx(
+        2 * usual["compute for 300 dashboard views"], rel=1e-3
+    )
+
+
+def test_athena_bills_at_least_10_mb_a_query(results):
+    prices = cost_model.load_prices()
+    inputs = cost_model.load_inputs(results)
+    small = cost_model.price(1000, inputs, prices, cheapest=True, usage=cost_model.Usage())
+    athena = next(line for line in small.lines if line.service == "Athena")
+    minimum = 30 * inputs.archive_overview_queries * 10 * 1024**2
+    assert athena.monthly_usd == pytest.approx(
+        minimum / 1024**4 * prices["prices"]["athena_tb_scanned"]["usd"], abs=1e-4
+    )
+
+
+def test_cost_command_takes_the_dashboard_views(results):
+    out = subprocess.run(
+        [TOPUP, "cost", "--events-per-month", "1000000", "--results", str(results),
+         "--views-per-month", "1000", "--archive-views-per-month", "0", "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    report = json.loads(out)
+    assert report["usage"] == {"views": 1000, "archive_views": 0}
+    items = [line["item"] for line in report["default"]["lines"]]
+    assert any(item.startswith("compute for 1,000 dashboard views") for item in items)
+
+
+async def test_the_benchmarks_meter_postgres_cpu_and_wal(db):
+    """The process and query benchmarks' Aurora inputs: the embedded server's CPU and WAL."""
+    from loadtest.pg_usage import Meter
+
+    await db.execute("CREATE TABLE metered (id bigint, body text)")
+
+    async def insert(rows):
+        async with Meter(db) as meter:
+            await db.execute(
+                "INSERT INTO metered SELECT i, repeat('x', 100) FROM generate_series(1, $1) i", rows
+            )
+        return meter.usage
+
+    small, large = await insert(1_000), await insert(100_000)
+    assert small.cpu_s is not None and large.cpu_s is not None and large.cpu_s > 0
+    assert 1_000 * 100 < small.wal_bytes < large.wal_bytes
+    assert large.wal_bytes > 100_000 * 100

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from query import stats
-from query.archive_reader import AthenaReader, LocalArchiveReader
+from query.archive_reader import AthenaReader, LocalArchiveReader, scanned_bytes
 from query.stats_sql import TRINO, build
 from tests.stats_data import stats_query
 from tests.test_query_stats import env  # noqa: F401  (the shared generated site)
@@ -94,6 +94,41 @@ async def test_postgres_and_the_archive_answer_alike(env, body):  # noqa: F811
         await conn.close()
     assert msgspec.to_builtins(from_archive) == msgspec.to_builtins(from_postgres)
     assert from_postgres.results, "a query that finds nothing proves little"
+
+
+def _column_bytes(table) -> int:
+    import pyarrow.parquet as pq
+
+    total = 0
+    for task in table.scan().plan_files():
+        with table.io.new_input(task.file.file_path).open() as stream:
+            meta = pq.ParquetFile(stream).metadata
+        for group in range(meta.num_row_groups):
+            row_group = meta.row_group(group)
+            total += sum(row_group.column(i).total_compressed_size for i in range(meta.num_columns))
+    return total
+
+
+def test_scanned_bytes_are_the_named_columns_of_the_ranges_files(env):  # noqa: F811
+    """What the cost model prices Athena by: the column chunks a query names, in the files of
+    its range: a query naming session columns also scans initial_events, and a range with no
+    files scans nothing."""
+    from topup.archive_tables import open_tables
+
+    root, site = env["data_dir"] / "archive", env["site"]
+    whole = sum(_column_bytes(table) for table in open_tables(root).values())
+
+    def scanned(body):
+        query = stats_query(site.id, body, tier=site.tier, zone=site.timezone)
+        sql, _ = build(query, site.id, site.tier, None, TRINO)
+        return scanned_bytes(root, sql, site.id, query.start, query.end)
+
+    counted = scanned({"metrics": ["events"], "date_range": "30d"})
+    sourced = scanned(
+        {"metrics": ["visitors", "events"], "date_range": "30d", "dimensions": ["visit:source"]}
+    )
+    assert 0 < counted < sourced < whole
+    assert scanned({"metrics": ["events"], "date_range": ["2020-01-01", "2020-01-31"]}) == 0
 
 
 async def test_the_archive_reads_a_redelivered_event_once(env):  # noqa: F811  (runs last: it adds duplicates)

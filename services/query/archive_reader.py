@@ -48,25 +48,64 @@ class LocalArchiveReader:
         import duckdb
         import sqlglot
 
-        from topup.archive_tables import open_tables
-
-        tables = open_tables(self.root)
-        # Sessions may begin up to two days before the range (stats_sql.SESSION_SLACK). Every
-        # value here is ours (a UUID, two instants), so the filter text is safe to compose.
-        row_filter = (
-            f"site_id == '{uuid.UUID(str(site_id))}' AND "
-            f"ts >= '{(start - timedelta(days=2)).isoformat()}' AND ts < '{end.isoformat()}'"
-        )
         con = duckdb.connect()
         try:
-            for name, table in tables.items():
-                con.register(name, table.scan(row_filter=row_filter).to_arrow())
+            for name, scan in _scans(self.root, sql, site_id, start, end).items():
+                con.register(name, scan.to_arrow())
             local_sql = sqlglot.transpile(sql, read="trino", write="duckdb")[0]
             cursor = con.execute(local_sql, params)
             columns = [d[0] for d in cursor.description]
             return [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
         finally:
             con.close()
+
+
+def _scans(
+    root: Path, sql: str, site_id: uuid.UUID, start: datetime, end: datetime
+) -> dict[str, Any]:
+    """Each archive table's scan for this query: the site's rows in the range (pruned by the
+    partition spec), only the columns the SQL names."""
+    import sqlglot
+    from sqlglot import expressions
+
+    from topup.archive_tables import open_tables
+
+    named = {
+        c.name.lower() for c in sqlglot.parse_one(sql, read="trino").find_all(expressions.Column)
+    }
+    # Sessions may begin up to two days before the range (stats_sql.SESSION_SLACK). Every value
+    # here is ours (a UUID, two instants), so the filter text is safe to compose.
+    row_filter = (
+        f"site_id == '{uuid.UUID(str(site_id))}' AND "
+        f"ts >= '{(start - timedelta(days=2)).isoformat()}' AND ts < '{end.isoformat()}'"
+    )
+    scans = {}
+    for name, table in open_tables(root).items():
+        fields = tuple(f.name for f in table.schema().fields if f.name in named)
+        scans[name] = table.scan(row_filter=row_filter, selected_fields=fields)
+    return scans
+
+
+def scanned_bytes(root: Path, sql: str, site_id: uuid.UUID, start: datetime, end: datetime) -> int:
+    """The bytes Athena would scan for this query over the local archive: the compressed column
+    chunks it names, in the data files left after partition pruning (Athena bills these, at
+    least 10 MB a query; the cost model's archive input). An upper bound: Trino also drops
+    columns a CTE names that no outer query uses."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for scan in _scans(root, sql, site_id, start, end).values():
+        wanted = set(scan.selected_fields)
+        for task in scan.plan_files():
+            with scan.io.new_input(task.file.file_path).open() as stream:
+                metadata = pq.ParquetFile(stream).metadata
+            for group in range(metadata.num_row_groups):
+                row_group = metadata.row_group(group)
+                for i in range(row_group.num_columns):
+                    chunk = row_group.column(i)
+                    if chunk.path_in_schema.split(".")[0] in wanted:
+                        total += chunk.total_compressed_size
+    return total
 
 
 _ATHENA_TYPES: dict[str, Callable[[str], Any]] = {

@@ -186,15 +186,38 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
     show_default=True,
     help="Measured inputs, from `make bench`.",
 )
+@click.option(
+    "--views-per-month",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="Dashboard overviews of the last 30 days (answered by Postgres).",
+)
+@click.option(
+    "--archive-views-per-month",
+    type=click.IntRange(min=0),
+    default=30,
+    show_default=True,
+    help="Dashboard overviews of older ranges (answered by Athena).",
+)
 @json_option
-def cost(events_per_month: int, results: str, as_json: bool) -> None:
+def cost(
+    events_per_month: int,
+    results: str,
+    views_per_month: int,
+    archive_views_per_month: int,
+    as_json: bool,
+) -> None:
     """What a month of traffic costs on AWS, per million events, itemised by service."""
     from pathlib import Path
 
     from topup import cost_model
 
     found = cost_model.report(
-        events_per_month, cost_model.load_inputs(Path(results)), cost_model.load_prices()
+        events_per_month,
+        cost_model.load_inputs(Path(results)),
+        cost_model.load_prices(),
+        cost_model.Usage(views=views_per_month, archive_views=archive_views_per_month),
     )
     emit(found, as_json, cost_model.render)
 

@@ -13,7 +13,9 @@ page). Two deployments are priced:
   awake about a third of the time.
 
 Fixed monthly costs (Aurora's active floor, endpoints, secrets) are shown as their own lines
-and spread over the volume.
+and spread over the volume. Dashboard use is priced from its measured cost per view (Postgres
+CPU for the overview; Athena's scanned bytes when the range is in the archive) times the views
+a month given on the command line, since it grows with readers, not with events.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import msgspec
 
 HOURS_PER_MONTH = 730
 RECORD_ROUNDING = 5 * 1024  # Firehose bills each record as a multiple of 5 KB
+AURORA_IO_BYTES = 4 * 1024  # Aurora counts log writes in 4 KB units (small ones batched)
+ATHENA_MIN_QUERY_BYTES = 10 * 1024**2  # Athena bills at least 10 MB a query
 PRICE_TODAY = 10.0  # the product's price per million events
 ORIGINAL_ESTIMATE = 1.74  # the cost per million first quoted, never derived
 
@@ -43,7 +47,23 @@ class CostInputs(msgspec.Struct, frozen=True):
     archive_record_bytes: float = 400.0
     archive_bytes_per_event: float = 60.0
     postgres_bytes_per_event: float = 400.0
+    # The database server's CPU and WAL per stored event (process benchmark); WAL includes
+    # full-page images Aurora never writes, so the I/O priced from it is an upper bound.
+    postgres_cpu_us_per_event: float = 11.0
+    wal_bytes_per_event: float = 600.0
+    # One dashboard overview (7 queries, 30 days): the database's CPU seconds per million
+    # events in the range, and what Athena scans per event in the range (query benchmark).
+    overview_cpu_s_per_million_events: float = 5.0
+    archive_overview_bytes_per_event: float = 220.0
+    archive_overview_queries: int = 7
     measured: bool = False  # False: these defaults, not a measurement
+
+
+class Usage(msgspec.Struct, frozen=True):
+    """How the dashboard is used in the month: given by the operator, not measured."""
+
+    views: int = 300  # overviews of the last 30 days, answered by Postgres
+    archive_views: int = 30  # overviews of older ranges, answered by Athena
 
 
 class Line(msgspec.Struct):
@@ -64,6 +84,7 @@ class Deployment(msgspec.Struct):
 class CostReport(msgspec.Struct):
     events_per_month: int
     inputs: CostInputs
+    usage: Usage
     default: Deployment
     cheapest: Deployment
     price_per_million: float = PRICE_TODAY
@@ -90,7 +111,19 @@ def _billed_record(size: float) -> float:
     return math.ceil(max(size, 1) / RECORD_ROUNDING) * RECORD_ROUNDING
 
 
-def price(events: int, inputs: CostInputs, prices: dict[str, Any], *, cheapest: bool) -> Deployment:
+def _acu_hours(cpu_seconds: float, prices: dict[str, Any]) -> float:
+    return cpu_seconds / prices["capacity"]["aurora_vcpu_per_acu"]["value"] / 3600
+
+
+def price(
+    events: int,
+    inputs: CostInputs,
+    prices: dict[str, Any],
+    *,
+    cheapest: bool,
+    usage: Usage | None = None,
+) -> Deployment:
+    usage = usage or Usage()
     p = {name: entry["usd"] for name, entry in prices["prices"].items()}
     requests = events / inputs.events_per_request
     gb = 1024**3
@@ -142,7 +175,34 @@ def price(events: int, inputs: CostInputs, prices: dict[str, Any], *, cheapest: 
         "storage (35 days of events)",
         events * 35 / 30 * inputs.postgres_bytes_per_event / gb * p["aurora_storage_gb_month"],
     )
-    add("Aurora", "I/O (~2 writes per event, an estimate)", events * 2 * p["aurora_io_request"])
+    add(
+        "Aurora",
+        f"write I/O ({inputs.wal_bytes_per_event:.0f} B of WAL per event, in 4 KB units)",
+        events * inputs.wal_bytes_per_event / AURORA_IO_BYTES * p["aurora_io_request"],
+    )
+    # Work above the floor, priced as if none of it fitted in the floor's idle capacity (an
+    # upper bound): dashboard bursts scale Aurora up; steady writes mostly fit the floor.
+    add(
+        "Aurora",
+        f"compute for writing ({inputs.postgres_cpu_us_per_event:.0f} µs CPU per event)",
+        _acu_hours(events * inputs.postgres_cpu_us_per_event / 1e6, prices) * p["aurora_acu_hour"],
+    )
+    millions_in_range = events / 1_000_000  # an overview covers the last 30 days, ~a month
+    overview_cpu = inputs.overview_cpu_s_per_million_events * millions_in_range
+    add(
+        "Aurora",
+        f"compute for {usage.views:,} dashboard views ({overview_cpu:.1f} s CPU each)",
+        _acu_hours(usage.views * overview_cpu, prices) * p["aurora_acu_hour"],
+    )
+    scanned = max(
+        inputs.archive_overview_queries * ATHENA_MIN_QUERY_BYTES,
+        events * inputs.archive_overview_bytes_per_event,
+    )
+    add(
+        "Athena",
+        f"{usage.archive_views:,} archive dashboard views ({scanned / 1024**2:,.0f} MB each)",
+        usage.archive_views * scanned / 1024**4 * p["athena_tb_scanned"],
+    )
     active = 1 / 3 if cheapest else 1.0
     add(
         "Aurora",
@@ -169,18 +229,25 @@ def price(events: int, inputs: CostInputs, prices: dict[str, Any], *, cheapest: 
     )
 
 
-def report(events: int, inputs: CostInputs, prices: dict[str, Any]) -> CostReport:
+def report(
+    events: int, inputs: CostInputs, prices: dict[str, Any], usage: Usage | None = None
+) -> CostReport:
+    usage = usage or Usage()
     return CostReport(
         events_per_month=events,
         inputs=inputs,
-        default=price(events, inputs, prices, cheapest=False),
-        cheapest=price(events, inputs, prices, cheapest=True),
+        usage=usage,
+        default=price(events, inputs, prices, cheapest=False, usage=usage),
+        cheapest=price(events, inputs, prices, cheapest=True, usage=usage),
         prices_status=prices.get("status", ""),
     )
 
 
 def render(r: CostReport) -> str:
-    out = [f"TopUp Analytics on AWS ({r.events_per_month:,} events a month, us-east-1)"]
+    out = [
+        f"TopUp Analytics on AWS ({r.events_per_month:,} events a month, us-east-1; "
+        f"dashboard views: {r.usage.views:,} recent, {r.usage.archive_views:,} over the archive)"
+    ]
     if not r.inputs.measured:
         out.append("inputs: defaults, not measured (run `make bench` first for measured ones)")
     for deployment in (r.default, r.cheapest):
