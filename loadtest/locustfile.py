@@ -16,6 +16,7 @@ from pathlib import Path
 
 from locust import FastHttpUser, between, events, task
 
+from loadtest import overview
 from loadtest.traffic import Hit, visit
 
 SITE = os.environ.get("TOPUP_LOADTEST_SITE", "")
@@ -109,42 +110,12 @@ class PlausibleSender(FastHttpUser):
                     response.failure(f"{response.status_code}: {response.text[:200]}")
 
 
-OVERVIEW = [
-    {
-        "metrics": ["visitors", "visits", "pageviews", "bounce_rate", "visit_duration"],
-        "date_range": "7d",
-        "include": {"comparisons": {"mode": "previous_period"}},
-    },
-    {"metrics": ["visitors", "pageviews"], "date_range": "7d", "dimensions": ["time:day"]},
-    {
-        "metrics": ["visitors"],
-        "date_range": "7d",
-        "dimensions": ["event:page"],
-        "pagination": {"limit": 9},
-    },
-    {
-        "metrics": ["visitors"],
-        "date_range": "7d",
-        "dimensions": ["visit:source"],
-        "pagination": {"limit": 9},
-    },
-    {
-        "metrics": ["visitors"],
-        "date_range": "7d",
-        "dimensions": ["visit:country"],
-        "pagination": {"limit": 9},
-    },
-    {
-        "metrics": ["visitors"],
-        "date_range": "7d",
-        "dimensions": ["visit:device"],
-        "pagination": {"limit": 9},
-    },
-]
+OVERVIEW = [body for phase in overview.phases("7d") for body in phase.values()]
 
 
 class DashboardReader(FastHttpUser):
-    """A site owner with the dashboard open: the overview's queries, now and then."""
+    """A site owner with the dashboard open: the overview's queries (one after the other; a
+    Locust user is one connection), now and then."""
 
     weight = 1
     wait_time = between(1, 3)

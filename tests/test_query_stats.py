@@ -163,6 +163,39 @@ async def test_breakdowns_match_ground_truth(env, dimension):
     assert visitors == sorted(visitors, reverse=True)
 
 
+@pytest.mark.parametrize("dimension", ["event:page", "visit:country"])
+async def test_breakdowns_without_visitor_metrics_skip_the_distinct_count(env, dimension):
+    """The dashboard's pages card asks page views only: right answers, and no distinct count
+    of visitors (the costliest aggregate) in the SQL, from events or from the summaries."""
+    from query import stats_sql, visit_sql
+    from tests.stats_data import stats_query
+
+    hour = NOW.replace(minute=0, second=0)  # whole hours: the summaries can answer
+    start, end = hour - timedelta(days=40), hour + timedelta(hours=1)
+    rows = env["truth"].in_range(start, end)
+    key = DIMENSIONS[dimension]
+    body = {"metrics": ["pageviews", "visits"], "dimensions": [dimension],
+            "date_range": [start.isoformat(), end.isoformat()]}  # fmt: skip
+    answer = await query(env, **body)
+    groups = defaultdict(list)
+    for r in rows:
+        groups[r[key]].append(r)
+    expected = {}
+    for value, group in groups.items():
+        agg = env["truth"].aggregate(group, rows)
+        expected[(value,)] = [agg["pageviews"], agg["visits"]]
+    assert {tuple(r["dimensions"]): r["metrics"] for r in answer["results"]} == expected
+    site = env["site"]
+    parsed = stats_query(site.id, body, tier=site.tier, zone=site.timezone)
+    fast = visit_sql.answers(parsed, None)
+    assert fast == dimension.startswith("visit:")
+    build = visit_sql.build if fast else stats_sql.build
+    sql, _ = build(parsed, site.id, site.tier, None)
+    assert "count(DISTINCT" not in sql
+    with_visitors = stats_query(site.id, body | {"metrics": ["visitors"]}, tier=site.tier)
+    assert "count(DISTINCT visitor)" in build(with_visitors, site.id, site.tier, None)[0]
+
+
 FILTERS = [
     (["is", "event:page", ["/pricing", "/docs"]], "pathname"),
     (["is_not", "visit:country", ["US"]], "country"),

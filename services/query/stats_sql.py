@@ -56,6 +56,10 @@ VISIT_AGGREGATES = (
     "avg(s.pageviews) AS views_per_visit"
 )
 
+# The metrics that need each group's distinct visitors: the costliest aggregate (it sorts every
+# row of the group), so it is computed only for them.
+VISITOR_METRICS = frozenset({"visitors", "percentage", "conversion_rate"})
+
 # How a visitor is counted, by tier (README, "Processing").
 VISITOR = {
     # 64-bit keys compare and count fastest; a daily hash and a session key colliding is a
@@ -222,6 +226,11 @@ def named_dimensions(query: StatsQuery, extra: Filter | None) -> set[str]:
     return found
 
 
+def visitors_aggregate(query: StatsQuery) -> str:
+    """`ea`'s visitors column: the distinct count when a metric asks for it, else 0."""
+    return "count(DISTINCT visitor)" if VISITOR_METRICS & set(query.metrics) else "0"
+
+
 def group_key(count: int) -> str:
     """The groups' key as one string: hashable, and NULL-safe, so the event and visit
     aggregates can FULL JOIN on it in every dialect."""
@@ -311,7 +320,7 @@ f AS (SELECT * FROM e WHERE {filters}),
 ea AS (
     SELECT *{group_key(len(dims))} FROM (
         SELECT {", ".join([*event_dims, ""])}
-               count(DISTINCT visitor) AS visitors,
+               {visitors_aggregate(query)} AS visitors,
                count(*) FILTER (WHERE name = 'pageview') AS pageviews,
                count(*) AS events
         FROM f {group_by}) g

@@ -27,6 +27,7 @@ from query.stats_sql import (
     join_sessions,
     named_dimensions,
     outcome,
+    visitors_aggregate,
     where,
 )
 from topup.tiers import Tier
@@ -123,7 +124,7 @@ f AS (SELECT * FROM e WHERE {filters}),
 ea AS (
     SELECT *{group_key(len(dims))} FROM (
         SELECT {", ".join([*hour_dims, ""])}
-               count(DISTINCT visitor) AS visitors, sum(pageviews) AS pageviews,
+               {visitors_aggregate(query)} AS visitors, sum(pageviews) AS pageviews,
                sum(events) AS events
         FROM f {group_by}) g
 )"""
