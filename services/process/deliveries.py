@@ -23,7 +23,7 @@ from topup.wire import (
     DeliveryRequest,
     IngestedEvent,
     UndecodableError,
-    decode_record,
+    decode_event,
     decode_untrusted,
 )
 
@@ -87,15 +87,14 @@ def decode_events(
             if not line.strip():
                 continue
             try:
-                decoded = decode_record(line)
+                event = decode_event(line)
             except UndecodableError:
                 invalid += 1
                 continue
-            for event in decoded:
-                if earliest <= event.received_at <= latest:
-                    events.append(event)
-                else:
-                    invalid += 1
+            if earliest <= event.received_at <= latest:
+                events.append(event)
+            else:
+                invalid += 1
     return events, invalid
 
 

@@ -121,4 +121,4 @@ def initial_row(work: Work) -> InitialRow:
 
 
 def as_tuple(row: EventRow | InitialRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, name) for name in row.__struct_fields__)
+    return msgspec.structs.astuple(row)

@@ -166,7 +166,8 @@ async def _rate_limit(
     limits: dict[uuid.UUID, int],
 ) -> tuple[list[tuple[EventRow, InitialRow | None]], list[EventRow]]:
     """Keep each visitor's events up to the site's hourly limit; the rest are rate limited."""
-    keys = {(e.site_id, _visitor(e), _hour(e.ts)) for e, _ in rows}
+    keyed = [((e.site_id, _visitor(e), _hour(e.ts)), e, i) for e, i in rows]
+    keys = {key for key, _, _ in keyed}
     found = await conn.fetch(
         """SELECT c.site_id, c.visitor, c.hour, c.events FROM visitor_counters c
            JOIN unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS k(site_id, visitor, hour)
@@ -180,8 +181,7 @@ async def _rate_limit(
     )
     added: Counter[tuple[uuid.UUID, int, datetime]] = Counter()
     kept, limited = [], []
-    for event, initial in rows:  # in time order: a visitor's latest events are the ones cut
-        key = (event.site_id, _visitor(event), _hour(event.ts))
+    for key, event, initial in keyed:  # in time order: a visitor's latest events are cut
         if counts[key] < limits[event.site_id]:
             counts[key] += 1
             added[key] += 1

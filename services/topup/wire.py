@@ -93,13 +93,14 @@ def decode_untrusted(decoder: msgspec.json.Decoder[T], data: bytes, root: str) -
         raise UndecodableError("malformed JSON: nested too deeply") from None
 
 
+def decode_event(line: bytes) -> IngestedEvent:
+    """One line of a buffer record; raises `UndecodableError` if it is malformed."""
+    return decode_untrusted(_record_decoder, line, "event")
+
+
 def decode_record(data: bytes) -> list[IngestedEvent]:
     """The events of one buffer record; raises `UndecodableError` on a malformed line."""
-    return [
-        decode_untrusted(_record_decoder, line, "event")
-        for line in data.splitlines()
-        if line.strip()
-    ]
+    return [decode_event(line) for line in data.splitlines() if line.strip()]
 
 
 # -- Firehose's HTTP endpoint delivery protocol (what the ingest stream POSTs to process)
