@@ -51,11 +51,11 @@ class CostInputs(msgspec.Struct, frozen=True):
     # full-page images Aurora never writes, so the I/O priced from it is an upper bound.
     postgres_cpu_us_per_event: float = 11.0
     wal_bytes_per_event: float = 600.0
-    # One dashboard overview (7 queries, 30 days): the database's CPU seconds per million
+    # One dashboard overview (8 queries, 30 days): the database's CPU seconds per million
     # events in the range, and what Athena scans per event in the range (query benchmark).
     overview_cpu_s_per_million_events: float = 5.0
     archive_overview_bytes_per_event: float = 220.0
-    archive_overview_queries: int = 7
+    archive_overview_queries: int = 8
     measured: bool = False  # False: these defaults, not a measurement
 
 
@@ -250,15 +250,22 @@ def render(r: CostReport) -> str:
     ]
     if not r.inputs.measured:
         out.append("inputs: defaults, not measured (run `make bench` first for measured ones)")
+    labels = {
+        id(line): f"  {line.service}: {line.item}{' (fixed)' if line.fixed else ''}"
+        for deployment in (r.default, r.cheapest)
+        for line in deployment.lines
+    }
+    width = max(len(label) for label in labels.values()) + 1
     for deployment in (r.default, r.cheapest):
         out.append("")
-        out.append(f"{deployment.name} deployment".ljust(58) + "per month   per million")
+        out.append(f"{deployment.name} deployment".ljust(width + 2) + "per month   per million")
         for line in deployment.lines:
-            tag = " (fixed)" if line.fixed else ""
-            label = f"  {line.service}: {line.item}{tag}"
-            out.append(f"{label:<56} ${line.monthly_usd:>9.2f}   ${line.per_million_usd:>9.4f}")
+            out.append(
+                f"{labels[id(line)]:<{width}} ${line.monthly_usd:>9.2f}   "
+                f"${line.per_million_usd:>9.4f}"
+            )
         out.append(
-            f"  {'total':<54} ${deployment.total_monthly_usd:>9.2f}   "
+            f"{'  total':<{width}} ${deployment.total_monthly_usd:>9.2f}   "
             f"${deployment.total_per_million:>9.4f}"
         )
     out.append("")
