@@ -1,8 +1,9 @@
 """`make bench`: every stage's benchmark beside its baseline, measured in the same run.
 
 Writes `loadtest/results/latest.json` and prints a table. `--quick` (the default under CI) keeps
-each run CI-sized; `--full` gives the README's numbers. Each benchmark reports ratios against a
-baseline measured in the same run, never a wall-clock pass/fail.
+each run CI-sized; `--full` gives the README's numbers. `--only NAME…` runs some benchmarks and
+keeps the others' last figures; each result records the mode it was measured in. Each benchmark
+reports ratios against a baseline measured in the same run, never a wall-clock pass/fail.
 """
 
 from __future__ import annotations
@@ -103,6 +104,21 @@ async def query(database_url: str, full: bool) -> dict[str, Any]:
     return await bench_query.run(database_url, full)
 
 
+async def _archive_bytes_per_event(database_url: str, events: int = 50_000) -> float:
+    """Parquet bytes per event in a local archive the generator writes (one file per 50k-event
+    append, as Firehose writes one per buffer): what S3 stores per event."""
+    from loadtest.generate import generate
+
+    with tempfile.TemporaryDirectory(prefix="topup-bench-archive-") as archive:
+        await generate(database_url, events, days=30, seed=5, archive=Path(archive))
+        parquet = await asyncio.to_thread(_parquet_bytes, Path(archive))
+    return round(parquet / events, 1)
+
+
+def _parquet_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*.parquet"))
+
+
 async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
     """What `topup cost` needs per event, measured here or by the benchmarks before it (in this
     run, else the last run's figures in latest.json)."""
@@ -165,6 +181,8 @@ async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
             inputs["postgres_bytes_per_event"] = known["cost_inputs"]["postgres_bytes_per_event"]
     finally:
         await conn.close()
+    # After the Postgres figure, which these 50k generated events would skew on an empty server.
+    inputs["archive_bytes_per_event"] = await _archive_bytes_per_event(database_url)
     return inputs
 
 
@@ -195,7 +213,9 @@ async def run_all(database_url: str, full: bool, only: list[str] | None) -> dict
     for name, bench in BENCHMARKS.items():
         if only and name not in only:
             continue
-        results[name] = RESULTS_SO_FAR[name] = await bench(database_url, full)
+        measured = await bench(database_url, full)
+        # Each result says its mode: a partial run (--only) merges into the last full file.
+        results[name] = RESULTS_SO_FAR[name] = {"mode": "full" if full else "quick"} | measured
         print(f"{name:<28} {json.dumps(results[name])}", flush=True)
     return results
 
