@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from topup.settings import Settings
 
@@ -51,7 +53,7 @@ class LocalArchiveReader:
         con = duckdb.connect()
         try:
             for name, scan in _scans(self.root, sql, site_id, start, end).items():
-                con.register(name, scan.to_arrow())
+                _register(con, name, scan, _Range.of(site_id, start, end))
             local_sql = sqlglot.transpile(sql, read="trino", write="duckdb")[0]
             cursor = con.execute(local_sql, params)
             columns = [d[0] for d in cursor.description]
@@ -60,30 +62,72 @@ class LocalArchiveReader:
             con.close()
 
 
+class _Range(NamedTuple):
+    """The rows a query may need: the site's, from two days before the range (sessions may
+    begin up to two days earlier: stats_sql.SESSION_SLACK) to its end. Every value is ours (a
+    UUID, two instants), so the filter texts below are safe to compose."""
+
+    site: uuid.UUID
+    since: str
+    until: str
+
+    @classmethod
+    def of(cls, site_id: uuid.UUID, start: datetime, end: datetime) -> _Range:
+        since = (start - timedelta(days=2)).isoformat()
+        return cls(uuid.UUID(str(site_id)), since, end.isoformat())
+
+    def iceberg(self) -> str:
+        return f"site_id == '{self.site}' AND ts >= '{self.since}' AND ts < '{self.until}'"
+
+    def duckdb(self) -> str:
+        return (
+            f"site_id = '{self.site}' AND ts >= TIMESTAMPTZ '{self.since}' "
+            f"AND ts < TIMESTAMPTZ '{self.until}'"
+        )
+
+
 def _scans(
     root: Path, sql: str, site_id: uuid.UUID, start: datetime, end: datetime
 ) -> dict[str, Any]:
-    """Each archive table's scan for this query: the site's rows in the range (pruned by the
+    """A scan of each archive table the SQL reads: the site's rows in the range (pruned by the
     partition spec), only the columns the SQL names."""
     import sqlglot
     from sqlglot import expressions
 
     from topup.archive_tables import open_tables
 
-    named = {
-        c.name.lower() for c in sqlglot.parse_one(sql, read="trino").find_all(expressions.Column)
-    }
-    # Sessions may begin up to two days before the range (stats_sql.SESSION_SLACK). Every value
-    # here is ours (a UUID, two instants), so the filter text is safe to compose.
-    row_filter = (
-        f"site_id == '{uuid.UUID(str(site_id))}' AND "
-        f"ts >= '{(start - timedelta(days=2)).isoformat()}' AND ts < '{end.isoformat()}'"
-    )
+    parsed = sqlglot.parse_one(sql, read="trino")
+    read = {t.name.lower() for t in parsed.find_all(expressions.Table)}
+    named = {c.name.lower() for c in parsed.find_all(expressions.Column)}
+    row_filter = _Range.of(site_id, start, end).iceberg()
     scans = {}
     for name, table in open_tables(root).items():
-        fields = tuple(f.name for f in table.schema().fields if f.name in named)
-        scans[name] = table.scan(row_filter=row_filter, selected_fields=fields)
+        if name in read:
+            fields = tuple(f.name for f in table.schema().fields if f.name in named)
+            scans[name] = table.scan(row_filter=row_filter, selected_fields=fields or ("*",))
     return scans
+
+
+def _local_path(location: str) -> str | None:
+    parsed = urllib.parse.urlparse(location)
+    if parsed.scheme == "file":
+        return urllib.request.url2pathname(parsed.path)
+    return location if not parsed.scheme else None
+
+
+def _register(con: Any, name: str, scan: Any, rows: _Range) -> None:
+    """Make `name` the scan's rows in DuckDB. DuckDB reads the Parquet files the scan plans
+    itself — in parallel, only the named columns, several times faster than pyiceberg's reader
+    — and applies the scan's row filter in SQL. Files with deletes (the archive only appends,
+    but a table may be maintained by other tools) or off this machine go through pyiceberg."""
+    tasks = list(scan.plan_files())
+    paths = [_local_path(task.file.file_path) for task in tasks]
+    if not tasks or any(task.delete_files for task in tasks) or None in paths:
+        con.register(name, scan.to_arrow())
+        return
+    con.register(f"{name}_files", con.read_parquet(paths, hive_partitioning=False))
+    columns = ", ".join(scan.selected_fields)
+    con.execute(f"CREATE VIEW {name} AS SELECT {columns} FROM {name}_files WHERE {rows.duckdb()}")
 
 
 def scanned_bytes(root: Path, sql: str, site_id: uuid.UUID, start: datetime, end: datetime) -> int:
@@ -96,6 +140,7 @@ def scanned_bytes(root: Path, sql: str, site_id: uuid.UUID, start: datetime, end
     total = 0
     for scan in _scans(root, sql, site_id, start, end).values():
         wanted = set(scan.selected_fields)
+        every = "*" in wanted
         for task in scan.plan_files():
             with scan.io.new_input(task.file.file_path).open() as stream:
                 metadata = pq.ParquetFile(stream).metadata
@@ -103,7 +148,7 @@ def scanned_bytes(root: Path, sql: str, site_id: uuid.UUID, start: datetime, end
                 row_group = metadata.row_group(group)
                 for i in range(row_group.num_columns):
                     chunk = row_group.column(i)
-                    if chunk.path_in_schema.split(".")[0] in wanted:
+                    if every or chunk.path_in_schema.split(".")[0] in wanted:
                         total += chunk.total_compressed_size
     return total
 
