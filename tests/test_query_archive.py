@@ -96,6 +96,25 @@ async def test_postgres_and_the_archive_answer_alike(env, body):  # noqa: F811
     assert from_postgres.results, "a query that finds nothing proves little"
 
 
+async def test_a_range_without_archived_files_answers_like_postgres(env):  # noqa: F811
+    """No data file in the range: nothing for DuckDB to read, the same empty answer."""
+    site = env["site"]
+    body = {"metrics": ["visitors", "pageviews", "bounce_rate"], "date_range": ["2020-01-01", "2020-01-31"],
+            "dimensions": ["visit:source"]}  # fmt: skip
+    query = stats_query(site.id, body, tier=site.tier, zone=site.timezone)
+    conn = await connect(env["url"])
+    try:
+        archive = stats.Stores(conn, LocalArchiveReader(env["data_dir"] / "archive"), 0)
+        from_archive = await stats.answer(archive, query, site.id, site.tier, {})
+        from_postgres = await stats.answer(
+            stats.Stores(conn, None, 10_000), query, site.id, site.tier, {}
+        )
+    finally:
+        await conn.close()
+    assert msgspec.to_builtins(from_archive) == msgspec.to_builtins(from_postgres)
+    assert from_archive.results == []
+
+
 def _column_bytes(table) -> int:
     import pyarrow.parquet as pq
 
