@@ -2,9 +2,10 @@
 
 - `AthenaReader` (AWS): StartQueryExecution in the configured workgroup (which caps the bytes a
   query may scan), polling with backoff up to a time limit, paginated results.
-- `LocalArchiveReader` (`topup dev`): the SQL transpiled to DuckDB with sqlglot, run over a
-  pyiceberg scan of the local warehouse (DuckDB's own iceberg extension cannot be downloaded
-  here). The scan reads only the site's rows in the range, pruned by the partition spec.
+- `LocalArchiveReader` (`topup dev`): the SQL transpiled to DuckDB with sqlglot, run over the
+  Parquet files a pyiceberg scan of the local warehouse plans (DuckDB's own iceberg extension
+  cannot be downloaded here): the site's days, pruned by the partition spec, only the columns
+  the SQL names.
 """
 
 from __future__ import annotations
