@@ -119,12 +119,58 @@ def _parquet_bytes(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*.parquet"))
 
 
+def _from_process(result: dict[str, Any]) -> dict[str, Any]:
+    inputs = {
+        "process_ms_per_event": round(1000 / result["process_events_per_s"], 4),
+        "sessions_per_event": result["sessions_per_event"],
+        "wal_bytes_per_event": result["wal_bytes_per_event"],
+    }
+    if result.get("postgres_cpu_us_per_event") is not None:
+        inputs["postgres_cpu_us_per_event"] = result["postgres_cpu_us_per_event"]
+    return inputs
+
+
+def _from_query(result: dict[str, Any]) -> dict[str, Any]:
+    in_range = result["overview_events_in_range"]
+    inputs = {
+        "archive_overview_bytes_per_event": round(
+            result["archive_overview_scanned_bytes"] / in_range, 1
+        ),
+        "archive_overview_queries": result["archive_overview_queries"],
+    }
+    if result.get("overview_postgres_cpu_s") is not None:
+        inputs["overview_cpu_s_per_million_events"] = round(
+            result["overview_postgres_cpu_s"] / (in_range / 1_000_000), 3
+        )
+    return inputs
+
+
+async def _postgres_bytes_per_event(database_url: str, last: dict[str, Any]) -> dict[str, Any]:
+    """Table and index bytes per stored event, over what the benchmarks before wrote; with
+    nothing written in this run (`--only cost_inputs`), the last run's figure."""
+    conn = await connect(database_url)
+    try:
+        await migrate(conn)
+        rows = await conn.fetchval("SELECT count(*) FROM events")
+        if not rows:
+            return {k: v for k, v in last.items() if k == "postgres_bytes_per_event"}
+        size = await conn.fetchval(
+            """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i
+               JOIN pg_class c ON c.oid = i.inhrelid"""
+        )
+        size += await conn.fetchval(
+            "SELECT pg_total_relation_size('events') + pg_total_relation_size('initial_events')"
+        )
+        return {"postgres_bytes_per_event": round(int(size) / rows, 1)}
+    finally:
+        await conn.close()
+
+
 async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
     """What `topup cost` needs per event, measured here or by the benchmarks before it (in this
     run, else the last run's figures in latest.json)."""
     from loadtest import bench_process
     from loadtest.traffic import hits
-    from topup.database import connect
     from topup.wire import encode_record
 
     site = new_id()
@@ -146,41 +192,10 @@ async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
     if "ingest" in known:
         inputs["ingest_lambda_ms"] = known["ingest"]["lambda_invocation_us"] / 1000
     if "process" in known:
-        process_result = known["process"]
-        inputs["process_ms_per_event"] = round(1000 / process_result["process_events_per_s"], 4)
-        inputs["sessions_per_event"] = process_result["sessions_per_event"]
-        if process_result.get("postgres_cpu_us_per_event") is not None:
-            inputs["postgres_cpu_us_per_event"] = process_result["postgres_cpu_us_per_event"]
-        inputs["wal_bytes_per_event"] = process_result["wal_bytes_per_event"]
+        inputs |= _from_process(known["process"])
     if "query" in known:
-        overview = known["query"]
-        millions = overview["overview_events_in_range"] / 1_000_000
-        if overview.get("overview_postgres_cpu_s") is not None:
-            inputs["overview_cpu_s_per_million_events"] = round(
-                overview["overview_postgres_cpu_s"] / millions, 3
-            )
-        inputs["archive_overview_bytes_per_event"] = round(
-            overview["archive_overview_scanned_bytes"] / overview["overview_events_in_range"], 1
-        )
-        inputs["archive_overview_queries"] = overview["archive_overview_queries"]
-    conn = await connect(database_url)
-    try:
-        await migrate(conn)
-        rows = await conn.fetchval("SELECT count(*) FROM events")
-        if rows:
-            size = await conn.fetchval(
-                "SELECT pg_total_relation_size('events') + pg_total_relation_size('initial_events')"
-            )
-            partitions = await conn.fetchval(
-                """SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i
-                   JOIN pg_class c ON c.oid = i.inhrelid"""
-            )
-            inputs["postgres_bytes_per_event"] = round(int(size + partitions) / rows, 1)
-        elif "postgres_bytes_per_event" in known.get("cost_inputs", {}):
-            # Measured over the query benchmark's data, which this run did not write.
-            inputs["postgres_bytes_per_event"] = known["cost_inputs"]["postgres_bytes_per_event"]
-    finally:
-        await conn.close()
+        inputs |= _from_query(known["query"])
+    inputs |= await _postgres_bytes_per_event(database_url, known.get("cost_inputs", {}))
     # After the Postgres figure, which these 50k generated events would skew on an empty server.
     inputs["archive_bytes_per_event"] = await _archive_bytes_per_event(database_url)
     return inputs
