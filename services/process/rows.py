@@ -4,7 +4,7 @@ for `initial_events`. The same rows go to Postgres and to the archive."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -118,6 +118,16 @@ def initial_row(work: Work) -> InitialRow:
         device_model=keep("device_model", agent.device_model),
         device_manufacturer=keep("device_manufacturer", agent.device_manufacturer),
     )
+
+
+def visitor_key(event: EventRow) -> int:
+    """Who an event counts for: its visitor id, or its session where the tier keeps none."""
+    return event.session_id if event.visitor_id is None else event.visitor_id
+
+
+def utc_hour(event: EventRow) -> datetime:
+    """The UTC hour an event falls in (what the summaries and the rate limit are kept by)."""
+    return event.ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def as_tuple(row: EventRow | InitialRow) -> tuple[Any, ...]:

@@ -40,6 +40,8 @@ from process.rows import (
     as_tuple,
     event_row,
     initial_row,
+    utc_hour,
+    visitor_key,
 )
 from process.upsert import upsert
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
@@ -152,21 +154,13 @@ async def _copy_insert(
     return {r["event_id"] for r in inserted}
 
 
-def _visitor(event: EventRow) -> int:
-    return event.session_id if event.visitor_id is None else event.visitor_id
-
-
-def _hour(ts: datetime) -> datetime:
-    return ts.replace(minute=0, second=0, microsecond=0)
-
-
 async def _rate_limit(
     conn: asyncpg.Connection,
     rows: list[tuple[EventRow, InitialRow | None]],
     limits: dict[uuid.UUID, int],
 ) -> tuple[list[tuple[EventRow, InitialRow | None]], list[EventRow]]:
     """Keep each visitor's events up to the site's hourly limit; the rest are rate limited."""
-    keyed = [((e.site_id, _visitor(e), _hour(e.ts)), e, i) for e, i in rows]
+    keyed = [((e.site_id, visitor_key(e), utc_hour(e)), e, i) for e, i in rows]
     keys = {key for key, _, _ in keyed}
     found = await conn.fetch(
         """SELECT c.site_id, c.visitor, c.hour, c.events FROM visitor_counters c

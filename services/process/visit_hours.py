@@ -6,12 +6,12 @@ events it stored, so the summary always equals what `topup_rebuild_visit_hours` 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
-from process.rows import EventRow
+from process.rows import EventRow, utc_hour, visitor_key
 from process.upsert import upsert
 
 Key = tuple[uuid.UUID, datetime, int, int]  # site, hour, session, visitor
@@ -46,9 +46,7 @@ class HourSummary(msgspec.Struct):
 def summarise(events: list[EventRow]) -> dict[Key, HourSummary]:
     hours: dict[Key, HourSummary] = {}
     for event in events:
-        visitor = event.session_id if event.visitor_id is None else event.visitor_id
-        hour = event.ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        key = (event.site_id, hour, event.session_id, visitor)
+        key = (event.site_id, utc_hour(event), event.session_id, visitor_key(event))
         hours.setdefault(key, HourSummary()).add(event)
     return hours
 

@@ -231,6 +231,21 @@ def visitors_aggregate(query: StatsQuery) -> str:
     return "count(DISTINCT visitor)" if VISITOR_METRICS & set(query.metrics) else "0"
 
 
+def filtered_aggregates(
+    query: StatsQuery, filters: str, dims: list[str], group_by: str, counts: str
+) -> str:
+    """The CTEs `f` (`e` narrowed by the filters) and `ea` (its visitors and the `counts` of
+    page views and events, per group), as both builders write them."""
+    return f"""
+f AS (SELECT * FROM e WHERE {filters}),
+ea AS (
+    SELECT *{group_key(len(dims))} FROM (
+        SELECT {", ".join([*dims, ""])}
+               {visitors_aggregate(query)} AS visitors, {counts}
+        FROM f {group_by}) g
+)"""
+
+
 def group_key(count: int) -> str:
     """The groups' key as one string: hashable, and NULL-safe, so the event and visit
     aggregates can FULL JOIN on it in every dialect."""
@@ -315,16 +330,10 @@ e AS (SELECT ev.*, x.exit_page FROM ev LEFT JOIN exits x ON x.session_id = ev.se
     else:
         sql += """
 e AS (SELECT * FROM ev),"""
-    sql += f"""
-f AS (SELECT * FROM e WHERE {filters}),
-ea AS (
-    SELECT *{group_key(len(dims))} FROM (
-        SELECT {", ".join([*event_dims, ""])}
-               {visitors_aggregate(query)} AS visitors,
-               count(*) FILTER (WHERE name = 'pageview') AS pageviews,
-               count(*) AS events
-        FROM f {group_by}) g
-)"""
+    sql += filtered_aggregates(
+        query, filters, event_dims, group_by,
+        "count(*) FILTER (WHERE name = 'pageview') AS pageviews, count(*) AS events",
+    )  # fmt: skip
     if session_metrics:
         distinct_dims = ", ".join([*plain, "session_id"])
         sql += f""",

@@ -22,12 +22,12 @@ from query.stats_sql import (
     POSTGRES,
     VISIT_AGGREGATES,
     Params,
+    filtered_aggregates,
     group_key,
     grouped,
     join_sessions,
     named_dimensions,
     outcome,
-    visitors_aggregate,
     where,
 )
 from topup.tiers import Tier
@@ -119,15 +119,9 @@ e AS (SELECT r.*, x.exit_page FROM r LEFT JOIN exits x ON x.session_id = r.sessi
     else:
         sql += """
 e AS (SELECT * FROM r),"""
-    sql += f"""
-f AS (SELECT * FROM e WHERE {filters}),
-ea AS (
-    SELECT *{group_key(len(dims))} FROM (
-        SELECT {", ".join([*hour_dims, ""])}
-               {visitors_aggregate(query)} AS visitors, sum(pageviews) AS pageviews,
-               sum(events) AS events
-        FROM f {group_by}) g
-)"""
+    sql += filtered_aggregates(
+        query, filters, hour_dims, group_by, "sum(pageviews) AS pageviews, sum(events) AS events"
+    )
     if session_metrics:
         # Visit filters keep or drop a whole session, so f holds all of a kept session's hours.
         session_group = "".join(f", {d.split(' AS ')[-1]}" for d in plain)
