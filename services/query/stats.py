@@ -5,8 +5,10 @@ The response has Plausible's v2 shape: `{results: [{metrics, dimensions}], meta,
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -130,11 +132,28 @@ class Stores:
     hourly summaries (`visit_sql`), the others the events."""
 
     def __init__(
-        self, conn: asyncpg.Connection, archive: ArchiveReader | None, recent_window_days: int
+        self,
+        conn: asyncpg.Connection,
+        archive: ArchiveReader | None,
+        recent_window_days: int,
+        pool: asyncpg.Pool | None = None,
     ) -> None:
         self.conn = conn
         self.archive = archive
         self.recent_window_days = recent_window_days
+        self.pool = pool  # where `beside` finds a second connection
+
+    @asynccontextmanager
+    async def beside(self) -> AsyncIterator[Stores | None]:
+        """The same stores on a second connection, to run a query beside one on this; None
+        when the pool has no free connection now. Waiting for one could deadlock: requests
+        that each hold a connection and wait for a second."""
+        pool = self.pool
+        if pool is None or pool.get_max_size() - pool.get_size() + pool.get_idle_size() < 1:
+            yield None
+            return
+        async with pool.acquire() as conn:
+            yield Stores(conn, self.archive, self.recent_window_days)
 
     def uses_archive(self, query: StatsQuery) -> bool:
         oldest_recent = datetime.now(UTC) - timedelta(days=self.recent_window_days)
@@ -203,19 +222,40 @@ def _change(metric: str, now: Any, before: Any) -> Any:
     return math.floor(100 * (now - before) / before + 0.5)
 
 
+async def _both_periods(
+    stores: Stores, query: StatsQuery, before_query: StatsQuery, site_id: Any, tier: Tier
+) -> tuple[list[Row], list[Row]]:
+    """The rows of the range and of the previous period: on two connections at the same time
+    when the pool has one free, so a comparison takes as long as one period, not two."""
+    async with stores.beside() as other:
+        if other is None:
+            return (
+                await _rows(stores, query, site_id, tier),
+                await _rows(stores, before_query, site_id, tier),
+            )
+        now, before = await asyncio.gather(
+            _rows(stores, query, site_id, tier), _rows(other, before_query, site_id, tier)
+        )
+        return now, before
+
+
 async def answer(
     stores: Stores, query: StatsQuery, site_id: Any, tier: Tier, echo: dict[str, Any]
 ) -> StatsResponse:
-    rows = _sort(await _rows(stores, query, site_id, tier), query)
+    before_query = previous_period(query) if query.compare else None
+    before: list[Row] = []
+    if before_query is None:
+        now = await _rows(stores, query, site_id, tier)
+    else:
+        now, before = await _both_periods(stores, query, before_query, site_id, tier)
+    rows = _sort(now, query)
     meta: dict[str, Any] = {}
     if query.total_rows:
         meta["total_rows"] = len(rows)
     if query.time_labels:
         meta["time_labels"] = time_labels(query)
     page = rows[query.offset : query.offset + query.limit]
-    if query.compare:
-        before_query = previous_period(query)
-        before = await _rows(stores, before_query, site_id, tier)
+    if before_query is not None:
         time_index = next((i for i, d in enumerate(query.dimensions) if d in TIME_DIMENSIONS), None)
         if time_index is None:
             by_key = {tuple(r.dimensions): r for r in before}

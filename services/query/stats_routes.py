@@ -43,7 +43,9 @@ async def run_query(
     )
     echo = msgspec.to_builtins(body)
     settings = request.app.state.settings
-    stores = stats.Stores(conn, request.app.state.archive, settings.recent_window_days)
+    stores = stats.Stores(
+        conn, request.app.state.archive, settings.recent_window_days, request.app.state.pool
+    )
     return await stats.answer(stores, query, site.id, site.tier, echo)
 
 
