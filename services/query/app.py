@@ -16,7 +16,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 
 from query.archive_reader import archive_reader_from_settings
@@ -44,13 +44,23 @@ def _error(status: int, message: str) -> Response[dict[str, Any]]:
     )
 
 
+class _Request(Request[Any, Any, State]):
+    """Litestar decodes the management API's bodies with msgspec, which raises invalid UTF-8 in
+    a string and arrays nested thousands deep as UnicodeDecodeError and RecursionError, not as a
+    DecodeError: here they are a 400 like any malformed body (the Stats API decodes its own
+    with `topup.wire.decode_untrusted`)."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except (UnicodeDecodeError, RecursionError):
+            message = "malformed JSON body: invalid UTF-8 or nested too deeply"
+            raise ClientException(message) from None
+
+
 def _unexpected(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
     if isinstance(exc, HTTPException):  # 400, 401, 403, 404, 405, 413…: answers, not faults
         return _error(exc.status_code, exc.detail)
-    if isinstance(exc, UnicodeDecodeError | RecursionError):
-        # Litestar hands request bodies to msgspec, which raises these (not a DecodeError) for
-        # invalid UTF-8 in a string and for arrays nested thousands deep.
-        return _error(400, "malformed JSON body: invalid UTF-8 or nested too deeply")
     if isinstance(exc, asyncpg.CharacterNotInRepertoireError):  # Postgres text holds no NUL
         return _error(400, "text may not contain NUL (\\u0000) characters")
     if isinstance(exc, CONNECTION_FAULTS):
@@ -154,6 +164,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Exception: _unexpected,
         },
         lifespan=[pool],
+        request_class=_Request,
         cors_config=cors,
         response_headers=security_headers(login_origin(settings)),
         openapi_config=OpenAPIConfig(title="TopUp Analytics", version="0.1.0", path="/schema"),
