@@ -11,6 +11,7 @@ import pytest
 
 from query import stats, stats_request
 from query.app import create_app
+from query.archive_reader import LocalArchiveReader
 from tests.conftest import LiveServer, database_url_for
 from tests.stats_data import Truth, generate, local_day, matcher, store
 from topup import accounts, sites
@@ -336,6 +337,19 @@ async def test_comparison_with_the_previous_period(env):
     ]
 
 
+def checked(env, body):
+    """`body` as the service checks it for the test site (to call `stats.answer` directly)."""
+    site = env["site"]
+    return stats_request.check(
+        msgspec.convert(body, stats_request.QueryBody),
+        tier=site.tier,
+        kept=kept_fields(site.tier, None),
+        zone=ZONE,
+        today=NOW.astimezone(ZoneInfo(ZONE)).date(),
+        created=(NOW - timedelta(days=20)).date(),
+    )
+
+
 async def test_the_previous_period_runs_beside_on_a_free_connection(env):
     """With a free pooled connection the comparison runs on it at the same time as the range;
     with none free it runs after the range on the request's own (waiting for one could
@@ -347,15 +361,7 @@ async def test_the_previous_period_runs_beside_on_a_free_connection(env):
         "include": {"comparisons": {"mode": "previous_period"}},
     }
     over_http = await query(env, **body)
-    site = env["site"]
-    parsed = stats_request.check(
-        msgspec.convert(body, stats_request.QueryBody),
-        tier=site.tier,
-        kept=kept_fields(site.tier, None),
-        zone=ZONE,
-        today=NOW.astimezone(ZoneInfo(ZONE)).date(),
-        created=(NOW - timedelta(days=20)).date(),
-    )
+    site, parsed = env["site"], checked(env, body)
     for size, used in ((1, 1), (2, 2)):
         pool = await create_pool(env["url"], max_size=size)
         try:
@@ -366,6 +372,29 @@ async def test_the_previous_period_runs_beside_on_a_free_connection(env):
         finally:
             await pool.close()
         assert msgspec.to_builtins(answer.results) == over_http["results"]
+
+
+async def test_a_failing_period_fails_the_answer_and_leaves_both_connections_usable(env, tmp_path):
+    """When one period fails (here the previous one, answered by an archive that cannot be
+    read) the answer raises that error itself, as the one-after-the-other path does (the
+    service maps errors by type), and both connections are usable afterwards."""
+    unreadable = tmp_path / "not-a-folder"
+    unreadable.write_text("")
+    body = {"site_id": str(env["site"].id), "metrics": ["visitors"], "date_range": "7d",
+            "include": {"comparisons": {"mode": "previous_period"}}}  # fmt: skip
+    site, parsed = env["site"], checked(env, body)
+    pool = await create_pool(env["url"], max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            # The range lies inside 8 recent days (Postgres), the previous period before them.
+            stores = stats.Stores(conn, LocalArchiveReader(unreadable), 8, pool)
+            with pytest.raises(NotADirectoryError):
+                await stats.answer(stores, parsed, site.id, site.tier, {})
+            assert await conn.fetchval("SELECT 1") == 1
+        async with pool.acquire() as first, pool.acquire() as second:
+            assert [await first.fetchval("SELECT 1"), await second.fetchval("SELECT 2")] == [1, 2]
+    finally:
+        await pool.close()
 
 
 async def test_pagination_order_and_total_rows(env):

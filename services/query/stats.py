@@ -233,10 +233,15 @@ async def _both_periods(
                 await _rows(stores, query, site_id, tier),
                 await _rows(stores, before_query, site_id, tier),
             )
-        now, before = await asyncio.gather(
-            _rows(stores, query, site_id, tier), _rows(other, before_query, site_id, tier)
-        )
-        return now, before
+        try:
+            # A task group, not gather: when one period fails the other is cancelled before
+            # its connection goes back to the pool.
+            async with asyncio.TaskGroup() as group:
+                now = group.create_task(_rows(stores, query, site_id, tier))
+                before = group.create_task(_rows(other, before_query, site_id, tier))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # as the sequential path raises it
+        return now.result(), before.result()
 
 
 async def answer(
