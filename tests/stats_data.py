@@ -45,12 +45,20 @@ def generate(
     out = []
     number = 0
     for day in range(days, -1, -1):
+        devices: list[tuple[str, str]] = []  # (IP, User-Agent) of the day's visits so far
         for _ in range(visits_per_day):
             number += 1
             at = now - timedelta(days=day, seconds=rng.randint(0, 86_399))
             if at > now:
                 continue
-            for hit in visit(rng, "example.com", number):
+            hits = list(visit(rng, "example.com", number))
+            # A quarter of the visits are returning visitors: a new session from a device seen
+            # earlier that day, so visitors and visits differ in the tiers that hash devices.
+            device = (hits[0].ip, hits[0].user_agent)
+            if devices and rng.random() < 0.25:
+                device = rng.choice(devices)
+            devices.append(device)
+            for hit in hits:
                 if at > now:
                     break
                 country, region, city, tz = hit.geo
@@ -61,8 +69,8 @@ def generate(
                         name=hit.name,
                         url=hit.url,
                         context=RequestContext(
-                            ip=hit.ip,
-                            user_agent=hit.user_agent,
+                            ip=device[0],
+                            user_agent=device[1],
                             country=country,
                             region=region,
                             city=city,
