@@ -162,19 +162,31 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def maintain(ctx: click.Context, as_json: bool) -> None:
-    """Create upcoming day partitions, drop expired ones, rotate and delete visitor-hash salts."""
+    """Create upcoming day partitions, drop expired ones, rotate and delete visitor-hash salts,
+    compact the local archive's closed days."""
+    from topup.maintenance import local_archive
     from topup.maintenance import maintain as run
 
     settings = _settings(ctx)
-    report = with_database(settings, lambda conn: run(conn, retention_days=settings.retention_days))
-    emit(
-        report,
-        as_json,
-        lambda r: (
+    archive = local_archive(settings)
+    report = with_database(
+        settings,
+        lambda conn: run(conn, retention_days=settings.retention_days, archive=archive),
+    )
+
+    def human(r: Any) -> str:
+        text = (
             f"partitions created: {r.partitions_created}, dropped: {len(r.partitions_dropped)}; "
             f"salts created: {r.salts_created}, deleted: {r.salts_deleted}"
-        ),
-    )
+        )
+        if r.archive is not None:
+            text += (
+                f"; archive: {r.archive.days_compacted} days compacted, "
+                f"files {r.archive.files_before} → {r.archive.files_after}"
+            )
+        return text
+
+    emit(report, as_json, human)
 
 
 @main.command()

@@ -1,12 +1,18 @@
-"""`topup maintain`: upcoming day partitions, retention, and the daily visitor-hash salts."""
+"""`topup maintain`: upcoming day partitions, retention, the daily visitor-hash salts, and the
+local archive's compaction."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import msgspec
+
+from topup.archive_compaction import CompactionReport, compact
+from topup.settings import Settings
 
 PARTITION_DAYS_AHEAD = 7
 
@@ -17,6 +23,7 @@ class MaintenanceReport(msgspec.Struct, frozen=True):
     salts_created: int
     salts_deleted: int
     counters_deleted: int = 0
+    archive: CompactionReport | None = None  # None: no local archive to compact
 
 
 def utc_today() -> date:
@@ -57,8 +64,19 @@ async def rotate_salts(conn: asyncpg.Connection, today: date) -> tuple[int, int]
     return created, len(deleted)
 
 
+def local_archive(settings: Settings) -> Path | None:
+    """The local archive's folder, when this deployment writes one and it exists (in AWS, Glue
+    compacts the archive)."""
+    root = Path(settings.data_dir) / "archive"
+    return root if settings.archive == "local" and root.is_dir() else None
+
+
 async def maintain(
-    conn: asyncpg.Connection, *, retention_days: int, today: date | None = None
+    conn: asyncpg.Connection,
+    *,
+    retention_days: int,
+    today: date | None = None,
+    archive: Path | None = None,
 ) -> MaintenanceReport:
     today = utc_today() if today is None else today
     async with conn.transaction():
@@ -71,6 +89,7 @@ async def maintain(
         counters = await conn.execute(
             "DELETE FROM visitor_counters WHERE hour < now() - interval '2 hours'"
         )
+    compaction = None if archive is None else await asyncio.to_thread(compact, archive, today)
     return MaintenanceReport(
-        created, dropped, salts_created, salts_deleted, int(counters.split()[-1])
+        created, dropped, salts_created, salts_deleted, int(counters.split()[-1]), compaction
     )

@@ -18,7 +18,7 @@ from topup.database import connect, migrate
 from topup.local.demo import create_demo_app
 from topup.local.embedded_postgres import database
 from topup.local.router import LocalRouter
-from topup.maintenance import maintain
+from topup.maintenance import local_archive, maintain
 from topup.settings import Settings
 from topup.snippet import tracker_snippet
 
@@ -178,7 +178,11 @@ async def maintenance_loop(settings: Settings) -> AsyncIterator[None]:
             try:
                 conn = await connect(settings.database_url or "")
                 try:
-                    report = await maintain(conn, retention_days=settings.retention_days)
+                    report = await maintain(
+                        conn,
+                        retention_days=settings.retention_days,
+                        archive=local_archive(settings),
+                    )
                 finally:
                     await conn.close()
                 log.info("maintenance: %s", report)
