@@ -2,9 +2,12 @@
 exactly as it was, queries answer the same, files nothing refers to any more go after the
 grace period, and process's writer keeps appending across a compaction."""
 
+import asyncio
 import os
+import urllib.request
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from process.archive import LocalArchive
 from process.rows import EventRow, InitialRow
@@ -71,6 +74,10 @@ def event_ids(root):
     return sorted(scan.to_arrow()["event_id"].to_pylist())
 
 
+def on_disk(file_uri):
+    return Path(urllib.request.url2pathname(file_uri.removeprefix("file://"))).exists()
+
+
 def files_on_disk(root):
     return sorted(p for p in (root / "warehouse").rglob("*.parquet"))
 
@@ -124,6 +131,21 @@ async def test_files_nothing_refers_to_go_only_after_the_grace_period(tmp_path):
     left = {f"file://{p}" for p in files_on_disk(root) if p != pending}
     assert left == referenced  # the old files are gone, every file a snapshot needs is there
     assert len(await answers(root)) == len(SITES)
+
+
+async def test_files_of_a_snapshot_replaced_just_now_stay_for_the_grace_period(tmp_path):
+    """The snapshot a compaction replaces may be old, but a query may have planned on it a
+    moment ago: its files stay until the compaction's own snapshot is older than the grace."""
+    root = tmp_path / "archive"
+    await fill(root, days=(1,), batches=3)
+    grace = timedelta(seconds=4)  # longer than this compaction takes
+    await asyncio.sleep(grace.total_seconds() + 0.5)  # the appends are older than the grace
+    planned = data_files(open_tables(root)["events"])  # what a query planned just before
+    assert compact(root, TODAY.date(), grace=grace).days_compacted > 0
+    assert all(on_disk(f) for f in planned)  # older files, but replaced only just now
+    await asyncio.sleep(grace.total_seconds() + 0.5)
+    compact(root, TODAY.date(), grace=grace)
+    assert not any(on_disk(f) for f in planned)
 
 
 async def test_process_keeps_appending_across_a_compaction(tmp_path):

@@ -10,9 +10,10 @@ tables (infra/); locally `topup maintain` calls `compact`:
    The rows stay exactly as they were, duplicates included (the archive is at-least-once and
    queries dedupe by event id). A commit that meets a concurrent append fails, and that day
    waits for the next run: nothing is lost or doubled.
-2. Snapshots older than `GRACE` are expired, and then the files no remaining snapshot refers
-   to, and older than `GRACE`, are deleted: a query planned before the compaction, or an append
-   that has written its file but not committed it yet, still finds its files.
+2. Snapshots that stopped being the current one more than `GRACE` ago are expired, and then
+   the files no remaining snapshot refers to, and older than `GRACE`, are deleted: a query
+   planned just before a compaction, or an append that has written its file but not committed
+   it yet, still finds its files.
 """
 
 from __future__ import annotations
@@ -110,12 +111,31 @@ def _delete_unreferenced(table: Any, older_than: datetime) -> int:
     return deleted
 
 
-def compact(root: Path, today: date, now: datetime | None = None) -> CompactionReport:
-    """Compact the closed days of both archive tables, expire old snapshots, delete the files
-    nothing refers to any more (see the module's docstring)."""
+def _expire_replaced_snapshots(table: Any, cutoff: datetime) -> None:
+    """Expire the snapshots replaced before `cutoff`: those older than the last one that was
+    already current then (a snapshot's own time says when it began, not when it was replaced)."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    cutoff_ms = cutoff.timestamp() * 1000
+    settled = [e.timestamp_ms for e in table.history() if e.timestamp_ms < cutoff_ms]
+    if not settled:
+        return
+    try:
+        expire = table.maintenance.expire_snapshots()
+        expire.older_than(datetime.fromtimestamp(max(settled) / 1000, UTC)).commit()
+    except CommitFailedException:  # an append came in between: the next run expires them
+        pass
+    table.refresh()
+
+
+def compact(
+    root: Path, today: date, now: datetime | None = None, grace: timedelta = GRACE
+) -> CompactionReport:
+    """Compact the closed days of both archive tables, expire replaced snapshots, delete the
+    files nothing refers to any more (see the module's docstring). `now`: the clock, if not
+    the real one."""
     from topup.archive_tables import open_tables  # pyiceberg: only where there is an archive
 
-    now = datetime.now(UTC) if now is None else now
     compacted = left = before = after = deleted = 0
     for table in open_tables(root).values():
         files, partitions = _files_by_day(table)
@@ -126,8 +146,8 @@ def compact(root: Path, today: date, now: datetime | None = None) -> CompactionR
             else:
                 left += 1
         table.refresh()
-        table.maintenance.expire_snapshots().older_than(now - GRACE).commit()
-        table.refresh()
-        deleted += _delete_unreferenced(table, now - GRACE)
+        cutoff = (datetime.now(UTC) if now is None else now) - grace
+        _expire_replaced_snapshots(table, cutoff)
+        deleted += _delete_unreferenced(table, cutoff)
         after += sum(_files_by_day(table)[0].values())
     return CompactionReport(compacted, left, before, after, deleted)
