@@ -4,7 +4,6 @@ grace period, and process's writer keeps appending across a compaction."""
 
 import asyncio
 import os
-import urllib.request
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from process.rows import EventRow, InitialRow
 from query.archive_reader import LocalArchiveReader
 from topup import archive_compaction
 from topup.archive_compaction import GRACE, compact
+from topup.archive_layout import local_path
 from topup.archive_tables import open_tables
 from topup.maintenance import maintain
 
@@ -75,7 +75,7 @@ def event_ids(root):
 
 
 def on_disk(file_uri):
-    return Path(urllib.request.url2pathname(file_uri.removeprefix("file://"))).exists()
+    return Path(local_path(file_uri)).exists()
 
 
 def files_on_disk(root):
@@ -127,8 +127,8 @@ async def test_files_nothing_refers_to_go_only_after_the_grace_period(tmp_path):
     report = compact(root, TODAY.date(), later + timedelta(seconds=1))
     assert report.files_deleted > 0
     assert pending.exists()  # younger than the grace period at `later`
-    referenced = set().union(*(data_files(t) for t in open_tables(root).values()))
-    left = {f"file://{p}" for p in files_on_disk(root) if p != pending}
+    referenced = {Path(local_path(f)) for t in open_tables(root).values() for f in data_files(t)}
+    left = {p for p in files_on_disk(root) if p != pending}
     assert left == referenced  # the old files are gone, every file a snapshot needs is there
     assert len(await answers(root)) == len(SITES)
 

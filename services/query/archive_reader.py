@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -21,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from topup.archive_layout import local_path
 from topup.settings import Settings
 
 Row = dict[str, Any]
@@ -109,20 +108,13 @@ def _scans(
     return scans
 
 
-def _local_path(location: str) -> str | None:
-    parsed = urllib.parse.urlparse(location)
-    if parsed.scheme == "file":
-        return urllib.request.url2pathname(parsed.path)
-    return location if not parsed.scheme else None
-
-
 def _register(con: Any, name: str, scan: Any, rows: _Range) -> None:
     """Make `name` the scan's rows in DuckDB. DuckDB reads the Parquet files the scan plans
     itself — in parallel, only the named columns, several times faster than pyiceberg's reader
     — and applies the scan's row filter in SQL. Files with deletes (the archive only appends,
     but a table may be maintained by other tools) or off this machine go through pyiceberg."""
     tasks = list(scan.plan_files())
-    paths = [_local_path(task.file.file_path) for task in tasks]
+    paths = [local_path(task.file.file_path) for task in tasks]
     if not tasks or any(task.delete_files for task in tasks) or None in paths:
         con.register(name, scan.to_arrow())
         return

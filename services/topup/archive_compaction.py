@@ -18,14 +18,14 @@ tables (infra/); locally `topup maintain` calls `compact`:
 
 from __future__ import annotations
 
-import urllib.parse
-import urllib.request
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
+
+from topup.archive_layout import local_path
 
 GRACE = timedelta(minutes=10)
 _EPOCH = date(1970, 1, 1)
@@ -81,7 +81,9 @@ def _compact_day(table: Any, day: date) -> bool:
 
 
 def _local(location: str) -> Path:
-    return Path(urllib.request.url2pathname(urllib.parse.urlparse(location).path))
+    path = local_path(location)
+    assert path is not None, f"not a local archive file: {location}"
+    return Path(path)
 
 
 def _referenced(table: Any) -> set[Path]:

@@ -6,6 +6,9 @@ local archive, import the column lists without carrying those libraries.
 
 from __future__ import annotations
 
+import urllib.parse
+import urllib.request
+
 NAMESPACE = "topup"
 BUCKETS = 16
 
@@ -40,3 +43,12 @@ def iceberg_fields(table: str) -> list[tuple[int, str, str, bool]]:
         )
         for position, name in enumerate(COLUMNS[table], start=1)
     ]
+
+
+def local_path(location: str) -> str | None:
+    """Where a file the archive's metadata names (a `file://` URI or a plain path) lies on this
+    machine; None when it lies elsewhere (`s3://`)."""
+    parsed = urllib.parse.urlparse(location)
+    if parsed.scheme == "file":
+        return urllib.request.url2pathname(parsed.path)
+    return location if not parsed.scheme else None
