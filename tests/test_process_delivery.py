@@ -302,3 +302,50 @@ async def test_visit_hours_equal_a_rebuild_from_the_stored_events(process, db, s
     days = (base - timedelta(days=1)).date(), base.date()
     assert await db.fetchval("SELECT topup_rebuild_visit_hours($1, $2)", *days) == len(kept)
     assert [tuple(r) for r in await db.fetch(query)] == kept
+
+
+async def test_a_tab_session_lasts_at_most_into_the_next_day(process, db, site):
+    """A session's key names the UTC day it began: its tab's events continue it that day and
+    the next, and a later event with the same tab id begins a new visit."""
+    from datetime import UTC, datetime, time, timedelta
+
+    day = datetime.combine(datetime.now(UTC).date() - timedelta(days=4), time(), UTC)
+    at = [day + timedelta(hours=23, minutes=50), day + timedelta(days=1, minutes=10),
+          day + timedelta(days=1, hours=23, minutes=55), day + timedelta(days=2, minutes=5),
+          day + timedelta(days=2, minutes=20), day + timedelta(days=3, hours=12)]  # fmt: skip
+    tab = [
+        event(site.id, f"https://example.com/{i}", session="tab", at=t) for i, t in enumerate(at)
+    ]
+    for part in (tab[:2], tab[2:4], tab[4:]):  # within a delivery, and across deliveries
+        assert (await deliver(process, delivery_body([part]))).status_code == 200
+    initials = await db.fetch("SELECT session_id, entry_page FROM initial_events ORDER BY ts")
+    assert [r["entry_page"] for r in initials] == ["/0", "/3"]
+    sessions = [
+        r["session_id"] for r in await db.fetch("SELECT session_id FROM events ORDER BY ts")
+    ]
+    first, second = (r["session_id"] for r in initials)
+    assert first != second
+    assert sessions == [first, first, first, second, second, second]
+
+
+async def test_a_session_whose_first_event_is_rate_limited_begins_with_its_first_stored(
+    process, db, site
+):
+    from datetime import UTC, datetime, timedelta
+
+    await db.execute("UPDATE sites SET visitor_hourly_limit = 2 WHERE id = $1", site.id)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    batch = [
+        event(site.id, "https://example.com/a1", session="a", at=hour + timedelta(minutes=50)),
+        event(site.id, "https://example.com/a2", session="a", at=hour + timedelta(minutes=51)),
+        event(site.id, "https://example.com/b1", session="b", at=hour + timedelta(minutes=52)),
+        event(site.id, "https://example.com/b2", session="b", at=hour + timedelta(minutes=61)),
+    ]  # the same device: b's first event is over the hour's limit, its second is in a new hour
+    assert (await deliver(process, delivery_body([batch]))).status_code == 200
+    assert await usage(db, site.id) == {"accepted": 3, "rate_limited": 1}
+    initials = await db.fetch("SELECT session_id, entry_page FROM initial_events ORDER BY ts")
+    assert [r["entry_page"] for r in initials] == ["/a1", "/b2"]
+    stored = await db.fetch("SELECT session_id, pathname FROM events ORDER BY ts")
+    assert {r["session_id"] for r in stored if r["pathname"] == "/b2"} == {
+        initials[1]["session_id"]
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -48,6 +48,7 @@ class Work:
     acquisition: Acquisition | None = None
     visitor_id: int | None = None
     session_id: int = 0
+    continued_session: int | None = None  # the tab's session key had it begun the day before
     distinct_id: str | None = None
     props: dict[str, PropValue] | None = None
     screen: str | None = None
@@ -174,7 +175,11 @@ def put_visitor_id(work: Work, batch: Batch) -> None:
     if site.tier is Tier.FULL:
         work.distinct_id = raw.distinct_id
     if raw.session_id:
-        work.session_id = session_key(site.id, raw.session_id)
+        # A session's key names the UTC day it began: the event continues yesterday's session
+        # if there is one (store.py decides), else it is today's. So a key never spans more
+        # than two days, and a tab id used again later is a new visit.
+        work.session_id = session_key(site.id, raw.session_id, work.day)
+        work.continued_session = session_key(site.id, raw.session_id, work.day - timedelta(days=1))
     elif work.visitor_id is not None:
         # Plausible-format senders have no tab session: a visitor's day is one visit.
         work.session_id = session_key(site.id, f"visitor:{work.visitor_id}:{work.day}")

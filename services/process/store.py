@@ -7,7 +7,9 @@ In order, inside the transaction:
    for the same site write one at a time, which makes "first event of a session" and the
    allowance exact under concurrency.
 3. Find which sessions already exist; the first event of a new session also gets an
-   `initial_events` row, and later events inherit the session's visitor id.
+   `initial_events` row, and later events inherit the session's visitor id. An event continues
+   its tab's session begun yesterday or today (the key names the day it began), else it begins
+   one: no session spans more than two UTC days.
 4. COPY the events in. Event ids are fresh UUIDv7s, so straight into the table; if one is
    already stored (an overlapping delivery), the transaction is rolled back and redone through a
    staging table and INSERT … ON CONFLICT DO NOTHING: such an event is skipped, counted nowhere.
@@ -50,6 +52,7 @@ NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are co
 SESSION_LOOKBACK_DAYS = 1
 
 Drop = tuple[uuid.UUID | None, date, DropReason]
+Pending = tuple[EventRow, Work | None]  # an event's row, and its work if its session is new
 
 
 class Written(msgspec.Struct):
@@ -84,7 +87,11 @@ async def _existing_sessions(
     conn: asyncpg.Connection, kept: list[Work]
 ) -> dict[tuple[uuid.UUID, int], int | None]:
     """(site, session) → visitor id, for sessions begun in an earlier delivery."""
-    pairs = {(w.site.id, w.session_id) for w in kept if w.site is not None}
+    pairs = {(w.site.id, w.session_id) for w in kept if w.site is not None} | {
+        (w.site.id, w.continued_session)
+        for w in kept
+        if w.site is not None and w.continued_session is not None
+    }
     since = min(w.raw.received_at for w in kept).date()
     rows = await conn.fetch(
         """SELECT DISTINCT ON (i.site_id, i.session_id) i.site_id, i.session_id, i.visitor_id
@@ -101,23 +108,42 @@ async def _existing_sessions(
     return {(r["site_id"], r["session_id"]): r["visitor_id"] for r in rows}
 
 
-def _sessions(
-    kept: list[Work], existing: dict[tuple[uuid.UUID, int], int | None]
-) -> list[tuple[EventRow, InitialRow | None]]:
-    """Each event's row, with an initial row when it begins a session."""
+def _sessions(kept: list[Work], existing: dict[tuple[uuid.UUID, int], int | None]) -> list[Pending]:
+    """Each event's row in time order, with its work when its session is new in this delivery
+    (so the first of its events that is stored can begin it)."""
     visitors = dict(existing)
-    out = []
+    new: set[tuple[uuid.UUID, int]] = set()
+    out: list[Pending] = []
     for work in sorted(kept, key=lambda w: (w.raw.received_at, w.raw.event_id)):
         assert work.site is not None
         key = (work.site.id, work.session_id)
-        initial = None
+        if (
+            work.continued_session is not None
+            and (work.site.id, work.continued_session) in visitors
+        ):
+            work.session_id = work.continued_session  # the tab's session from yesterday goes on
+            key = (work.site.id, work.session_id)
         if key in visitors:
             work.visitor_id = visitors[key]  # a session keeps the visitor id it began with
         else:
             visitors[key] = work.visitor_id
-            initial = initial_row(work)
-        out.append((event_row(work), initial))
+            new.add(key)
+        out.append((event_row(work), work if key in new else None))
     return out
+
+
+def _beginnings(stored: list[Pending]) -> list[InitialRow]:
+    """The initial row of each new session: from its first stored event, which is not its
+    first event when that one was rate limited or refused (a session is never left without
+    its attributes)."""
+    begun: set[tuple[uuid.UUID, int]] = set()
+    initials = []
+    for event, work in stored:
+        key = (event.site_id, event.session_id)
+        if work is not None and key not in begun:
+            begun.add(key)
+            initials.append(initial_row(work))
+    return initials
 
 
 async def _copy_insert(
@@ -156,11 +182,11 @@ async def _copy_insert(
 
 async def _rate_limit(
     conn: asyncpg.Connection,
-    rows: list[tuple[EventRow, InitialRow | None]],
+    rows: list[Pending],
     limits: dict[uuid.UUID, int],
-) -> tuple[list[tuple[EventRow, InitialRow | None]], list[EventRow]]:
+) -> tuple[list[Pending], list[EventRow]]:
     """Keep each visitor's events up to the site's hourly limit; the rest are rate limited."""
-    keyed = [((e.site_id, visitor_key(e), utc_hour(e)), e, i) for e, i in rows]
+    keyed = [((e.site_id, visitor_key(e), utc_hour(e)), e, w) for e, w in rows]
     keys = {key for key, _, _ in keyed}
     found = await conn.fetch(
         """SELECT c.site_id, c.visitor, c.hour, c.events FROM visitor_counters c
@@ -175,11 +201,11 @@ async def _rate_limit(
     )
     added: Counter[tuple[uuid.UUID, int, datetime]] = Counter()
     kept, limited = [], []
-    for key, event, initial in keyed:  # in time order: a visitor's latest events are cut
+    for key, event, work in keyed:  # in time order: a visitor's latest events are cut
         if counts[key] < limits[event.site_id]:
             counts[key] += 1
             added[key] += 1
-            kept.append((event, initial))
+            kept.append((event, work))
         else:
             limited.append(event)
     await _add_counts(
@@ -267,7 +293,7 @@ async def _write(
         )
         if fresh is None:
             return None
-        rows: list[tuple[EventRow, InitialRow | None]] = []
+        rows: list[Pending] = []
         limited: list[EventRow] = []
         if kept:
             await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
@@ -280,16 +306,16 @@ async def _write(
         inserted = await _copy_insert(
             conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows], careful=careful
         )
-        rows = [(e, i) for e, i in rows if e.event_id in inserted]
+        rows = [(e, w) for e, w in rows if e.event_id in inserted]
 
         granted = await _grant_allowance(conn, Counter(e.site_id for e, _ in rows)) if rows else {}
         taken: Counter[uuid.UUID] = Counter()
-        stored: list[tuple[EventRow, InitialRow | None]] = []
+        stored: list[Pending] = []
         refused: list[EventRow] = []
-        for event, initial in rows:
+        for event, work in rows:
             if taken[event.site_id] < granted.get(event.site_id, 0):
                 taken[event.site_id] += 1
-                stored.append((event, initial))
+                stored.append((event, work))
             else:
                 refused.append(event)
         if refused:
@@ -299,7 +325,7 @@ async def _write(
         for event in refused:
             usage[(event.site_id, event.ts.date(), DropReason.OVER_ALLOWANCE.value)] += 1
 
-        initials = [i for _, i in stored if i is not None]
+        initials = _beginnings(stored)
         await _copy_insert(
             conn,
             "initial_events",

@@ -3,7 +3,8 @@
 A visitor id is BLAKE2b keyed with the day's random salt over (site, IP, User-Agent), cut to 64
 bits. The salts live in Postgres and are deleted after 48 hours (`topup maintain`), after which
 no id can be linked back to an address. Session keys hash the tracker's random tab id with the
-site, so the stored key reveals nothing the client did not already make up.
+site and the day the session began, so the stored key reveals nothing the client did not
+already make up, and a key's events lie within two UTC days (what `visit_days` relies on).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ def _int64(digest: bytes) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def session_key(site_id: uuid.UUID, client_session: str) -> int:
-    return _int64(
-        hashlib.blake2b(client_session.encode(), digest_size=8, key=site_id.bytes).digest()
-    )
+def session_key(site_id: uuid.UUID, client_session: str, began: date | None = None) -> int:
+    """The stored key of a session: the client's id (or ours) hashed with the site and, for a
+    tab's id, the UTC day the session began."""
+    data = client_session if began is None else f"{client_session}\x00{began.isoformat()}"
+    return _int64(hashlib.blake2b(data.encode(), digest_size=8, key=site_id.bytes).digest())
 
 
 def visitor_hash(salt: bytes, site_id: uuid.UUID, ip: str, user_agent: str) -> int:
