@@ -7,8 +7,10 @@ ground truth of what was written.
 The archive is the local one under `TOPUP_DATA_DIR` (`.topup/archive`, what `topup dev` reads).
 
 Visits come from `loadtest/traffic.py` (browsers, referrers, campaigns, countries, pages); a
-fifth of the visits are returning visitors. The truth (events, page views, visits, visitors,
-page views per day and per page) is computed while the rows are made, not read back with SQL.
+fifth of the visits are returning visitors (seen earlier the same UTC day: a visitor id is a
+daily hash). The closed days' visit totals are built at the end, as `topup maintain` would.
+The truth (events, page views, visits, visitors, page views per day and per page) is computed
+while the rows are made, not read back with SQL.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import random
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from process import user_agents
 from process.archive import LocalArchive
 from process.referrers import acquisition, utm_tags
 from process.rows import EventRow, InitialRow
+from topup import visit_days
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 from topup.database import connect, migrate
 from topup.ids import new_id
@@ -52,18 +55,21 @@ def rows(site_id: uuid.UUID, events: int, days: int, seed: int, now: datetime): 
     truth = Truth()
     by_day: Counter[str] = Counter()
     by_page: Counter[str] = Counter()
-    visitors: list[int] = []
+    visitors: dict[date, list[int]] = {}  # by the UTC day their hash belongs to
     made = number = 0
     start = now - timedelta(days=days)
     span = (now - start).total_seconds()
     while made < events:
         number += 1
-        returning = visitors and rng.random() < 0.2
-        visitor = rng.choice(visitors) if returning else rng.getrandbits(62)
-        if not returning:
-            visitors.append(visitor)
         session = rng.getrandbits(62)
         at = start + timedelta(seconds=rng.random() * span * 0.999)
+        # As process hashes them: a visitor id lasts one UTC day (the salt's), so a returning
+        # visitor is one seen earlier that day.
+        seen = visitors.setdefault(at.date(), [])
+        returning = seen and rng.random() < 0.2
+        visitor = rng.choice(seen) if returning else rng.getrandbits(62)
+        if not returning:
+            seen.append(visitor)
         first = True
         for hit in visit(rng, "example.com", number):
             if made >= events or at >= now:
@@ -95,7 +101,7 @@ def rows(site_id: uuid.UUID, events: int, days: int, seed: int, now: datetime): 
             yield event, initial
             at += timedelta(seconds=rng.randint(5, 300))
     truth.events = made
-    truth.visitors = len(visitors)
+    truth.visitors = sum(len(seen) for seen in visitors.values())
     truth.pageviews_by_day = dict(by_day)
     truth.pageviews_by_page = dict(by_page)
     yield truth, None
@@ -147,6 +153,7 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
         )
         for table in ("events", "initial_events", "visit_hours"):
             await conn.execute(f"ANALYZE {table}")
+        await visit_days.build_closed_days(conn, first_day, now)  # as `topup maintain` does
         return site_id, truth
     finally:
         await conn.close()

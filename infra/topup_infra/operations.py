@@ -1,6 +1,6 @@
 """What runs besides requests: the schema migration at every deploy (a custom resource whose
 handler runs `topup migrate`), and `topup maintain` on a schedule (partitions, retention,
-salts)."""
+salts, the closed days' visit totals)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Operations(Construct):
         self.schedule = events.Rule(
             self,
             "Maintenance",
-            description="topup maintain: partitions, retention, salts",
+            description="topup maintain: partitions, retention, salts, visit days",
             schedule=events.Schedule.rate(Duration.hours(config.maintenance_hours)),
             targets=[targets.LambdaFunction(maintain.function, retry_attempts=2)],
         )

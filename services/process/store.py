@@ -5,7 +5,8 @@ In order, inside the transaction:
    and nothing else happens (a Firehose retry).
 2. Take a transaction-scoped advisory lock per site (in id order, so no deadlocks): deliveries
    for the same site write one at a time, which makes "first event of a session" and the
-   allowance exact under concurrency.
+   allowance exact under concurrency. Delete the `visit_days` the events change (only a late
+   delivery's events fall in days already built).
 3. Find which sessions already exist; the first event of a new session also gets an
    `initial_events` row, and later events inherit the session's visitor id. An event continues
    its tab's session begun yesterday or today (the key names the day it began), else it begins
@@ -46,6 +47,7 @@ from process.rows import (
     visitor_key,
 )
 from process.upsert import upsert
+from topup import visit_days
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 
 NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
@@ -297,7 +299,9 @@ async def _write(
         limited: list[EventRow] = []
         if kept:
             await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
-            await _lock_sites(conn, list({w.site.id for w in kept if w.site is not None}))
+            site_ids = list({w.site.id for w in kept if w.site is not None})
+            await _lock_sites(conn, site_ids)
+            await visit_days.forget(conn, site_ids, min(w.raw.received_at for w in kept).date())
             rows = _sessions(kept, await _existing_sessions(conn, kept))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, limits)

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from query import visit_sql
+from query import visit_days_sql, visit_sql
 from query.archive_reader import ArchiveReader
 from query.stats_request import (
     TIME_DIMENSIONS,
@@ -128,8 +128,9 @@ def _next(day: date, interval: str) -> date:
 
 class Stores:
     """Where a range is answered: Postgres when it lies inside the recent window (it holds every
-    day of it), the archive otherwise. In Postgres, visit-level queries read the sessions'
-    hourly summaries (`visit_sql`), the others the events."""
+    day of it), the archive otherwise. In Postgres, the top stats add up the closed days' totals
+    (`visit_days_sql`), other visit-level queries read the sessions' hourly summaries
+    (`visit_sql`), the rest the events."""
 
     def __init__(
         self,
@@ -165,6 +166,10 @@ class Stores:
             assert self.archive is not None
             sql, params = build(query, site_id, tier, visit_filter, TRINO)
             return list(await self.archive.fetch(sql, params, site_id, query.start, query.end))
+        if visit_days_sql.answers(query, tier):
+            totals = await visit_days_sql.fetch(self.conn, query, site_id, tier)
+            if totals is not None:
+                return totals
         if visit_sql.answers(query, visit_filter):
             sql, params = visit_sql.build(query, site_id, tier, visit_filter)
         else:

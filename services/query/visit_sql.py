@@ -41,7 +41,7 @@ VISITOR = {
 }
 
 
-def _on_the_hour(instant: datetime) -> bool:
+def on_the_hour(instant: datetime) -> bool:
     return instant.minute == instant.second == instant.microsecond == 0
 
 
@@ -68,7 +68,7 @@ def answers(query: StatsQuery, visit_filter: Filter | None) -> bool:
             dimension.startswith("visit:") and dimension in DIMENSIONS
         ):
             return False
-    if not (_on_the_hour(query.start) and _on_the_hour(query.end)):
+    if not (on_the_hour(query.start) and on_the_hour(query.end)):
         return False
     if any(d in TIME_DIMENSIONS for d in query.dimensions):
         return _whole_hour_offsets(query.timezone, query.start, query.end)

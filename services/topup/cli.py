@@ -163,7 +163,7 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def maintain(ctx: click.Context, as_json: bool) -> None:
     """Create upcoming day partitions, drop expired ones, rotate and delete visitor-hash salts,
-    compact the local archive's closed days."""
+    build the closed days' visit totals, compact the local archive's closed days."""
     from topup.maintenance import local_archive
     from topup.maintenance import maintain as run
 
@@ -177,7 +177,8 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
     def human(r: Any) -> str:
         text = (
             f"partitions created: {r.partitions_created}, dropped: {len(r.partitions_dropped)}; "
-            f"salts created: {r.salts_created}, deleted: {r.salts_deleted}"
+            f"salts created: {r.salts_created}, deleted: {r.salts_deleted}; "
+            f"visit days built: {r.visit_days_built}"
         )
         if r.archive is not None:
             text += (

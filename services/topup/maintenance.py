@@ -1,5 +1,5 @@
-"""`topup maintain`: upcoming day partitions, retention, the daily visitor-hash salts, and the
-local archive's compaction."""
+"""`topup maintain`: upcoming day partitions, retention, the daily visitor-hash salts, the
+closed days' visit totals (`visit_days`), and the local archive's compaction."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
+from topup import visit_days
 from topup.archive_compaction import CompactionReport, compact
 from topup.settings import Settings
 
@@ -23,6 +24,7 @@ class MaintenanceReport(msgspec.Struct, frozen=True):
     salts_created: int
     salts_deleted: int
     counters_deleted: int = 0
+    visit_days_built: int = 0
     archive: CompactionReport | None = None  # None: no local archive to compact
 
 
@@ -77,19 +79,25 @@ async def maintain(
     retention_days: int,
     today: date | None = None,
     archive: Path | None = None,
+    now: datetime | None = None,
 ) -> MaintenanceReport:
-    today = utc_today() if today is None else today
+    now = datetime.now(UTC) if now is None else now
+    today = now.date() if today is None else today
+    keep_from = today - timedelta(days=retention_days)
     async with conn.transaction():
         created = await ensure_partitions(
             conn, today - timedelta(days=1), today + timedelta(days=PARTITION_DAYS_AHEAD)
         )
         dropped = await drop_expired_partitions(conn, retention_days, today)
+        await visit_days.drop_before(conn, keep_from)
         salts_created, salts_deleted = await rotate_salts(conn, today)
         # Rate-limit counters of hours that are over (they hold visitor hashes: keep none longer).
         counters = await conn.execute(
             "DELETE FROM visitor_counters WHERE hour < now() - interval '2 hours'"
         )
+    built = await visit_days.build_closed_days(conn, keep_from, now)  # a transaction each
     compaction = None if archive is None else await asyncio.to_thread(compact, archive, today)
     return MaintenanceReport(
-        created, dropped, salts_created, salts_deleted, int(counters.split()[-1]), compaction
-    )
+        created, dropped, salts_created, salts_deleted, int(counters.split()[-1]), built,
+        compaction,
+    )  # fmt: skip

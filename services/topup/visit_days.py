@@ -1,0 +1,130 @@
+"""`visit_days` (migration 0005): per site and closed UTC day, the visit totals of the sessions
+that began that day, which the top stats add up instead of grouping every session again.
+
+What makes the sums exact (and what the builder checks before it calls a day exact):
+- a session's rows lie in the day it began and the next (its key names that day: process
+  continues a tab's session only from yesterday or today), so a range holding both days holds
+  the whole session;
+- every row of day d belongs to a session that began on d or d - 1 (else: a row whose session
+  has no initial row, e.g. from before process began sessions with their first stored event);
+- a daily-hashed visitor only ever appears in sessions that began on its hash's day (a new
+  session takes the day's hash; a continued one keeps the hash it began with), so visitors of
+  different days are different visitors and add up. `banner_free` counts sessions as visitors.
+
+A day is built once the next day has ended and late deliveries have had time to arrive
+(`CLOSED_AFTER`); a delivery that stores an event of an earlier day deletes the rows it
+changes (`forget`), and the next `topup maintain` builds them again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+
+import asyncpg
+
+# Day d is closed from d + 2 days + 2 hours: its sessions' rows end at d + 2 days, and Firehose
+# retries a delivery for up to two hours.
+CLOSED_AFTER = timedelta(days=2, hours=2)
+
+_BUILD = """
+WITH began AS (
+    SELECT DISTINCT session_id FROM initial_events
+    WHERE site_id = $1 AND ts >= $2 AND ts < $2 + interval '1 day'
+),
+r AS (
+    SELECT v.session_id, v.visitor, v.pageviews, v.events, v.first_ts, v.last_ts
+    FROM visit_hours v JOIN began b ON b.session_id = v.session_id
+    WHERE v.site_id = $1 AND v.hour >= $2 AND v.hour < $2 + interval '2 days'
+),
+s AS (
+    SELECT sum(pageviews) AS pageviews,
+           extract(epoch FROM max(last_ts) - min(first_ts)) AS duration
+    FROM r GROUP BY session_id
+)
+SELECT
+    NOT EXISTS (  -- the day's sessions have no rows outside their two days
+        SELECT 1 FROM visit_hours v
+        WHERE v.site_id = $1 AND (v.hour < $2 OR v.hour >= $2 + interval '2 days')
+          AND v.session_id IN (SELECT session_id FROM began))
+    AND NOT EXISTS (  -- every row of the day belongs to a session begun that day or the one before
+        SELECT 1 FROM visit_hours v
+        WHERE v.site_id = $1 AND v.hour >= $2 AND v.hour < $2 + interval '1 day'
+          AND NOT EXISTS (
+              SELECT 1 FROM initial_events i
+              WHERE i.site_id = $1 AND i.session_id = v.session_id
+                AND i.ts >= $2 - interval '1 day' AND i.ts < $2 + interval '1 day')) AS exact,
+    (SELECT count(DISTINCT visitor) FROM r) AS visitors,
+    count(*) AS visits,
+    coalesce(sum(pageviews), 0) AS pageviews,
+    (SELECT coalesce(sum(events), 0) FROM r) AS events,
+    count(*) FILTER (WHERE pageviews <= 1) AS bounces,
+    coalesce(sum(duration), 0) AS duration
+FROM s
+"""
+
+
+def midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+def last_closed_day(now: datetime) -> date:
+    return (now - CLOSED_AFTER).date()
+
+
+async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, day: date) -> bool:
+    """Build (or rebuild) one site's day; whether it is exact. Holds the site's write lock, so
+    no delivery of the site commits in between (a delivery after it deletes what it changes)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(site_id))
+        row = await conn.fetchrow(_BUILD, site_id, midnight(day))
+        assert row is not None
+        await conn.execute(
+            """INSERT INTO visit_days (site_id, day, exact, visitors, visits, pageviews, events,
+                                       bounces, duration)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (site_id, day) DO UPDATE SET
+                   exact = EXCLUDED.exact, visitors = EXCLUDED.visitors,
+                   visits = EXCLUDED.visits, pageviews = EXCLUDED.pageviews,
+                   events = EXCLUDED.events, bounces = EXCLUDED.bounces,
+                   duration = EXCLUDED.duration, built_at = now()""",
+            site_id, day, row["exact"], row["visitors"], row["visits"], row["pageviews"],
+            row["events"], row["bounces"], row["duration"],
+        )  # fmt: skip
+        return bool(row["exact"])
+
+
+async def build_closed_days(
+    conn: asyncpg.Connection, first: date, now: datetime | None = None
+) -> int:
+    """Build every site's closed days from `first` on that have no row yet; how many."""
+    last = last_closed_day(datetime.now(UTC) if now is None else now)
+    missing = await conn.fetch(
+        """SELECT s.id, d::date AS day
+           FROM sites s CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d
+           WHERE NOT EXISTS (
+               SELECT 1 FROM visit_days v WHERE v.site_id = s.id AND v.day = d::date)
+           ORDER BY d, s.id""",
+        first,
+        last,
+    )
+    for row in missing:
+        await build_day(conn, row["id"], row["day"])
+    return len(missing)
+
+
+async def forget(conn: asyncpg.Connection, site_ids: Iterable[uuid.UUID], earliest: date) -> None:
+    """In a delivery's transaction (holding its sites' locks): delete the days its events, the
+    earliest on `earliest`, change: their own day's sessions and the day before's."""
+    await conn.execute(
+        "DELETE FROM visit_days WHERE site_id = ANY($1::uuid[]) AND day >= $2",
+        list(site_ids),
+        earliest - timedelta(days=1),
+    )
+
+
+async def drop_before(conn: asyncpg.Connection, first: date) -> int:
+    """Delete the days whose sessions' rows retention has dropped."""
+    deleted = await conn.execute("DELETE FROM visit_days WHERE day < $1", first)
+    return int(deleted.split()[-1])

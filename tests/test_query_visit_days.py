@@ -1,0 +1,151 @@
+"""The top stats from the closed days' totals (`visit_days`) plus the summaries of the rest of
+the range give exactly what the summaries alone give; late deliveries and rows the sums cannot
+hold fall back to the summaries."""
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from query import visit_days_sql, visit_sql
+from query.stats import _metric, previous_period
+from tests.stats_data import Truth, stats_query, store
+from tests.test_query_stats import ALL, NOW, ZONE, day_bounds, env, query  # noqa: F401
+from topup import visit_days
+from topup.database import connect
+from topup.maintenance import maintain
+from topup.tiers import Tier
+
+RANGES = ["7d", "30d", "month", ["2026-01-01", NOW.date().isoformat()]]
+
+
+def _query(site, body, tier, zone):
+    return stats_query(site.id, body, tier=tier, zone=zone)
+
+
+async def _both(conn, site, q, tier):
+    """(from the day totals, from the summaries), each as the API's metric values."""
+    totals = await visit_days_sql.fetch(conn, q, site.id, tier)
+    summaries = await conn.fetch(*_flat(visit_sql.build(q, site.id, tier, None)))
+
+    def metrics(rows):  # with their types: the API encodes a Decimal as a string
+        return [repr(_metric(m, rows[0])) for m in ALL]
+
+    return (None if totals is None else metrics(totals)), metrics(summaries)
+
+
+def _flat(built):
+    sql, params = built
+    return (sql, *params)
+
+
+@pytest.fixture(scope="module")
+async def built(env):  # noqa: F811
+    """The shared site, plus a session across every UTC midnight of its days (the sessions the
+    split between day totals and summaries must not lose or count twice), days built."""
+    from tests.fixtures import event
+
+    midnight = datetime.combine(NOW.date(), time(), UTC)
+    crossing = [
+        event(env["site"].id, f"https://example.com/{n}", session=f"night-{days}",
+              ip=f"203.0.113.{days}", at=midnight - timedelta(days=days, minutes=minutes))
+        for days in range(12) for n, minutes in enumerate((5, -5, -20))
+    ]  # fmt: skip
+    await store(env["url"], crossing)
+    conn = await connect(env["url"])
+    env["truth"] = await Truth.load(conn, env["site"].id, "privacy_policy")
+    report = await maintain(conn, retention_days=35, now=NOW)
+    days = await conn.fetch("SELECT day, exact FROM visit_days WHERE site_id = $1", env["site"].id)
+    await conn.close()
+    assert report.visit_days_built == len(days) > 0
+    assert all(d["exact"] for d in days)
+    return env
+
+
+@pytest.mark.parametrize("zone", [ZONE, "UTC", "America/New_York"])
+@pytest.mark.parametrize("tier", [Tier.BANNER_FREE, Tier.PRIVACY_POLICY])
+@pytest.mark.parametrize("date_range", RANGES)
+async def test_day_totals_answer_as_the_summaries_do(built, date_range, tier, zone):
+    site = built["site"]
+    q = _query(site, {"metrics": ALL, "date_range": date_range}, tier, zone)
+    assert visit_days_sql.answers(q, tier)
+    conn = await connect(built["url"])
+    try:
+        for period in (q, previous_period(q)):
+            totals, summaries = await _both(conn, site, period, tier)
+            if period is q:
+                assert totals is not None, "the range has closed days: their totals are used"
+                assert summaries[0] != "0"
+            assert totals in (None, summaries)
+    finally:
+        await conn.close()
+
+
+async def test_the_api_answers_from_the_day_totals(built):
+    """Ground truth through HTTP, and proof the totals are read: change one, the answer moves."""
+    today = NOW.astimezone(ZoneInfo(ZONE)).date()
+    start, end = day_bounds(today - timedelta(days=29), today)
+    rows = built["truth"].in_range(start, end)
+    expected = built["truth"].aggregate(rows, rows)
+    answer = await query(built, metrics=ALL, date_range="30d")
+    assert answer["results"][0]["metrics"] == [expected[m] for m in ALL]
+    conn = await connect(built["url"])
+    try:
+        day = await conn.fetchval(
+            "SELECT max(day) FROM visit_days WHERE site_id = $1", built["site"].id
+        )
+        await conn.execute("UPDATE visit_days SET visitors = visitors + 1000 WHERE day = $1", day)
+        moved = await query(built, metrics=["visitors"], date_range="30d")
+        assert moved["results"][0]["metrics"] == [expected["visitors"] + 1000]
+        await conn.execute("UPDATE visit_days SET visitors = visitors - 1000 WHERE day = $1", day)
+    finally:
+        await conn.close()
+
+
+async def test_a_late_delivery_forgets_the_days_it_changes_and_maintain_builds_them_again(built):
+    from tests.fixtures import event
+
+    site = built["site"]
+    conn = await connect(built["url"])
+    try:
+        day = await conn.fetchval("SELECT max(day) FROM visit_days WHERE site_id = $1", site.id)
+        noon = datetime.combine(day, time(12), UTC)
+        late = event(site.id, "https://example.com/late", session="late-tab", at=noon)
+        await store(built["url"], [late])
+        kept = {r["day"] for r in await conn.fetch("SELECT day FROM visit_days")}
+        assert day not in kept and day - timedelta(days=1) not in kept
+        assert day - timedelta(days=2) in kept
+        q = _query(site, {"metrics": ALL, "date_range": "30d"}, Tier.PRIVACY_POLICY, ZONE)
+        totals, summaries = await _both(conn, site, q, Tier.PRIVACY_POLICY)
+        assert totals == summaries  # the forgotten days come from the summaries
+        assert await visit_days.build_closed_days(conn, NOW.date() - timedelta(days=35), NOW) == 2
+        totals, again = await _both(conn, site, q, Tier.PRIVACY_POLICY)
+        assert totals == again == summaries
+    finally:
+        await conn.close()
+
+
+async def test_a_day_with_rows_of_no_known_session_is_not_exact(built):
+    """Rows whose session has no initial row (data stored before sessions began with their first
+    stored event) would be counted by no day: such a day is left to the summaries."""
+    site = built["site"]
+    conn = await connect(built["url"])
+    try:
+        day = await conn.fetchval(
+            "SELECT min(day) + 2 FROM visit_days WHERE site_id = $1 AND visits > 0", site.id
+        )
+        await conn.execute(
+            """INSERT INTO visit_hours (site_id, hour, session_id, visitor, pageviews, events,
+                                        first_ts, last_ts, exit_ts, exit_page)
+               VALUES ($1, $2::date + interval '5 hours', 42, 42, 1, 1,
+                       $2::date + interval '5 hours', $2::date + interval '5 hours',
+                       $2::date + interval '5 hours', '/orphan')""",
+            site.id,
+            day,
+        )
+        assert not await visit_days.build_day(conn, site.id, day)
+        q = _query(site, {"metrics": ALL, "date_range": "30d"}, Tier.PRIVACY_POLICY, ZONE)
+        totals, summaries = await _both(conn, site, q, Tier.PRIVACY_POLICY)
+        assert totals == summaries
+    finally:
+        await conn.close()
