@@ -1,13 +1,16 @@
 """The top stats (visitors, visits, page views, events, bounce rate, visit duration, views per
-visit; no dimension, no filter) from the closed days' totals in `visit_days` (see
-`topup/visit_days.py` for why they add up) plus `visit_hours` for the rest of the range.
+visit; no dimension, no filter) and the visitors and visits per value of one visit attribute
+(the dashboard's cards; no filter) from the closed days' totals in `visit_days` and
+`visit_day_values` (see `topup/visit_days.py` for why they add up), plus `visit_hours` for the
+rest of the range.
 
 For a range [start, end) on whole hours, the inner days are the built, exact days d whose
 sessions lie wholly inside it ([d, d + 2 days) within the range); their totals are added up.
 Every other session with rows in the range is summed from `visit_hours`: its rows lie in a day h
 that is not covered by inner days d = h and d = h - 1 (a row of day h belongs to a session begun
 on h or h - 1), and among those rows the sessions begun on an inner day are left out, since
-their totals are already counted. The answer equals `visit_sql`'s (tests compare them).
+their totals are already counted. The answer equals `visit_sql`'s (tests compare them): the
+rest's rows join their sessions' attributes as `visit_sql` joins them.
 
 Not for the `full` tier: its visitors are consented ids that last across days.
 """
@@ -21,26 +24,31 @@ from typing import Any
 import asyncpg
 
 from query.stats_request import StatsQuery
+from query.stats_sql import SESSION_SLACK
 from query.visit_sql import VISITOR, on_the_hour
 from topup.tiers import Tier
-from topup.visit_days import midnight
+from topup.visit_days import ATTRIBUTES, midnight
 
 TOTALS = frozenset(
     {"visitors", "visits", "pageviews", "events", "views_per_visit", "bounce_rate",
      "visit_duration"}
 )  # fmt: skip
+PER_VALUE = frozenset({"visitors", "visits"})
 _DAY = timedelta(days=1)
 
 
 def answers(query: StatsQuery, tier: Tier) -> bool:
     """Whether this query is one the day totals can answer (if the range has inner days)."""
+    if tier is Tier.FULL or query.filter is not None:
+        return False
+    if not (on_the_hour(query.start) and on_the_hour(query.end)):
+        return False
+    if not query.dimensions:
+        return set(query.metrics) <= TOTALS
     return (
-        tier is not Tier.FULL
-        and not query.dimensions
-        and query.filter is None
-        and set(query.metrics) <= TOTALS
-        and on_the_hour(query.start)
-        and on_the_hour(query.end)
+        len(query.dimensions) == 1
+        and query.dimensions[0] in ATTRIBUTES
+        and set(query.metrics) <= PER_VALUE
     )
 
 
@@ -72,14 +80,42 @@ class _Sql:
         )
 
 
-async def fetch(
-    conn: asyncpg.Connection, query: StatsQuery, site_id: Any, tier: Tier
-) -> list[Mapping[str, Any]] | None:
-    """The one row of the top stats, as `visit_sql` gives it; None when no inner day is built."""
+def _inner_span(query: StatsQuery) -> tuple[date, date]:
+    """The first and last day whose sessions can lie wholly inside the range."""
     first = query.start.date()
     if query.start > midnight(first):
         first += _DAY
-    last = (query.end - 2 * _DAY).date()
+    return first, (query.end - 2 * _DAY).date()
+
+
+def _rest(sql: _Sql, query: StatsQuery, inner: set[date], site: str) -> str:
+    """The condition on `visit_hours v` for the rows of the sessions no inner day counts."""
+    days = []
+    day = query.start.date()
+    while midnight(day) < query.end:
+        days.append(day)
+        day += _DAY
+    rest = [h for h in days if not (h in inner and h - _DAY in inner)]
+    if not rest:
+        return "FALSE"
+    condition = f"({sql.within('v.hour', _spans(rest, query.start, query.end))})"
+    # The inner days whose sessions can have rows in the rest: leave those sessions out there.
+    counted = sorted({d for h in rest for d in (h, h - _DAY) if d in inner})
+    if counted:
+        began = sql.within(
+            "ts", _spans(counted, midnight(counted[0]), midnight(counted[-1] + _DAY))
+        )
+        condition += f"""
+          AND v.session_id NOT IN (
+              SELECT session_id FROM initial_events WHERE site_id = {site} AND ({began}))"""
+    return condition
+
+
+async def fetch(
+    conn: asyncpg.Connection, query: StatsQuery, site_id: Any, tier: Tier
+) -> list[Mapping[str, Any]] | None:
+    """The rows `visit_sql` gives for this query; None when no inner day is built."""
+    first, last = _inner_span(query)
     if first > last:
         return None
     built = await conn.fetch(
@@ -91,37 +127,27 @@ async def fetch(
     )
     if not built:
         return None
-    inner = {r["day"] for r in built}
-    days = []
-    day = query.start.date()
-    while midnight(day) < query.end:
-        days.append(day)
-        day += _DAY
-    rest = [h for h in days if not (h in inner and h - _DAY in inner)]
-    # The inner days whose sessions can have rows in the rest: leave those sessions out there.
-    counted = sorted({d for h in rest for d in (h, h - _DAY) if d in inner})
-
     sql = _Sql()
     site = sql.add(site_id)
+    rest = _rest(sql, query, {r["day"] for r in built}, site)
+    if query.dimensions:
+        text = _per_value(sql, query, tier, site, rest, sorted(r["day"] for r in built))
+    else:
+        text = _totals(sql, tier, site, rest, built)
+    return list(await conn.fetch(text, *sql.values))
+
+
+def _totals(sql: _Sql, tier: Tier, site: str, rest: str, built: list[asyncpg.Record]) -> str:
     totals = {k: sum(r[k] for r in built) for k in ("visits", "pageviews", "events", "bounces")}
     totals["visitors"] = sum(r["visits" if tier is Tier.BANNER_FREE else "visitors"] for r in built)
     duration = sum(r["duration"] for r in built)
-    rest_rows = "FALSE"
-    if rest:
-        rest_rows = sql.within("v.hour", _spans(rest, query.start, query.end))
-    not_counted = ""
-    if counted:
-        began = sql.within("ts", _spans(counted, midnight(counted[0]), midnight(last + _DAY)))
-        not_counted = f"""
-          AND v.session_id NOT IN (
-              SELECT session_id FROM initial_events WHERE site_id = {site} AND ({began}))"""
     visits = f"({sql.add(totals['visits'])}::bigint + count(*))"
-    text = f"""
+    return f"""
 WITH r AS (
     SELECT v.session_id, {VISITOR[tier]} AS visitor, v.pageviews, v.events, v.first_ts,
            v.last_ts
     FROM visit_hours v
-    WHERE v.site_id = {site} AND ({rest_rows}){not_counted}
+    WHERE v.site_id = {site} AND {rest}
 ),
 s AS (
     SELECT sum(pageviews) AS pageviews,
@@ -139,4 +165,45 @@ SELECT {sql.add(totals["visitors"])}::bigint + (SELECT count(DISTINCT visitor) F
        ({sql.add(totals["pageviews"])}::bigint + coalesce(sum(pageviews), 0))::numeric
            / nullif({visits}, 0) AS views_per_visit
 FROM s"""
-    return list(await conn.fetch(text, *sql.values))
+
+
+def _per_value(
+    sql: _Sql, query: StatsQuery, tier: Tier, site: str, rest: str, days: list[date]
+) -> str:
+    dimension = query.dimensions[0]
+    if dimension == "visit:exit_page":
+        # As visit_sql: the last page view of the session's rows in the range, no join.
+        rows = f"""
+r AS (
+    SELECT v.session_id, {VISITOR[tier]} AS visitor, v.exit_ts, v.exit_page AS hour_exit_page
+    FROM visit_hours v
+    WHERE v.site_id = {site} AND {rest}
+),
+exits AS (
+    SELECT DISTINCT ON (session_id) session_id, hour_exit_page AS exit_page FROM r
+    WHERE exit_ts IS NOT NULL ORDER BY session_id, exit_ts DESC, hour_exit_page DESC
+),
+e AS (
+    SELECT r.session_id, r.visitor, x.exit_page AS value
+    FROM r LEFT JOIN exits x ON x.session_id = r.session_id
+)"""
+    else:
+        rows = f"""
+e AS (
+    SELECT v.session_id, {VISITOR[tier]} AS visitor, i.{ATTRIBUTES[dimension]} AS value
+    FROM visit_hours v
+    JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
+      AND i.site_id = {site} AND i.ts >= {sql.add(query.start)}::timestamptz - {SESSION_SLACK}
+      AND i.ts < {sql.add(query.end)}::timestamptz
+    WHERE v.site_id = {site} AND {rest}
+)"""
+    counted = "visits" if tier is Tier.BANNER_FREE else "visitors"
+    return f"""
+WITH {rows}
+SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits FROM (
+    SELECT value AS d0, {counted} AS visitors, visits FROM visit_day_values
+    WHERE site_id = {site} AND dimension = {sql.add(dimension)}
+      AND day = ANY({sql.add(days)}::date[])
+    UNION ALL
+    SELECT value, count(DISTINCT visitor), count(DISTINCT session_id) FROM e GROUP BY value
+) t GROUP BY d0"""

@@ -65,6 +65,43 @@ FROM s
 """
 
 
+# The visit attributes whose values get per-day totals (`visit_day_values`): the Stats API's
+# dimension → its column of initial_events (exit_page: the session's last page view).
+ATTRIBUTES = {
+    "visit:source": "referrer_source", "visit:channel": "channel", "visit:referrer": "referrer",
+    "visit:utm_source": "utm_source", "visit:utm_medium": "utm_medium",
+    "visit:utm_campaign": "utm_campaign", "visit:utm_content": "utm_content",
+    "visit:utm_term": "utm_term", "visit:device": "device", "visit:browser": "browser",
+    "visit:browser_version": "browser_version", "visit:os": "os",
+    "visit:os_version": "os_version", "visit:screen": "screen", "visit:country": "country",
+    "visit:region": "region", "visit:city": "city", "visit:entry_page": "entry_page",
+    "visit:exit_page": "x.exit_page",
+}  # fmt: skip
+
+_BUILD_VALUES = f"""
+WITH began AS (
+    SELECT * FROM initial_events WHERE site_id = $1 AND ts >= $2 AND ts < $2 + interval '1 day'
+),
+r AS (
+    SELECT v.session_id, v.visitor, v.exit_ts, v.exit_page
+    FROM visit_hours v JOIN began b ON b.session_id = v.session_id
+    WHERE v.site_id = $1 AND v.hour >= $2 AND v.hour < $2 + interval '2 days'
+),
+x AS (  -- each session's last page view
+    SELECT DISTINCT ON (session_id) session_id,
+           CASE WHEN exit_ts IS NOT NULL THEN exit_page END AS exit_page
+    FROM r ORDER BY session_id, exit_ts DESC NULLS LAST, exit_page DESC
+)
+INSERT INTO visit_day_values (site_id, day, dimension, value, visitors, visits)
+SELECT $1, $2::date, a.dimension, a.value, count(DISTINCT r.visitor),
+       count(DISTINCT r.session_id)
+FROM r JOIN began b ON b.session_id = r.session_id JOIN x ON x.session_id = r.session_id
+CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', {c})" for d, c in ATTRIBUTES.items())})
+    AS a(dimension, value)
+GROUP BY a.dimension, a.value
+"""
+
+
 def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
@@ -92,6 +129,11 @@ async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, day: date) -> 
             site_id, day, row["exact"], row["visitors"], row["visits"], row["pageviews"],
             row["events"], row["bounces"], row["duration"],
         )  # fmt: skip
+        await conn.execute(
+            "DELETE FROM visit_day_values WHERE site_id = $1 AND day = $2", site_id, day
+        )
+        if row["exact"]:
+            await conn.execute(_BUILD_VALUES, site_id, midnight(day))
         return bool(row["exact"])
 
 
@@ -117,14 +159,16 @@ async def build_closed_days(
 async def forget(conn: asyncpg.Connection, site_ids: Iterable[uuid.UUID], earliest: date) -> None:
     """In a delivery's transaction (holding its sites' locks): delete the days its events, the
     earliest on `earliest`, change: their own day's sessions and the day before's."""
-    await conn.execute(
-        "DELETE FROM visit_days WHERE site_id = ANY($1::uuid[]) AND day >= $2",
-        list(site_ids),
-        earliest - timedelta(days=1),
-    )
+    for table in ("visit_days", "visit_day_values"):
+        await conn.execute(
+            f"DELETE FROM {table} WHERE site_id = ANY($1::uuid[]) AND day >= $2",
+            list(site_ids),
+            earliest - timedelta(days=1),
+        )
 
 
 async def drop_before(conn: asyncpg.Connection, first: date) -> int:
     """Delete the days whose sessions' rows retention has dropped."""
+    await conn.execute("DELETE FROM visit_day_values WHERE day < $1", first)
     deleted = await conn.execute("DELETE FROM visit_days WHERE day < $1", first)
     return int(deleted.split()[-1])
