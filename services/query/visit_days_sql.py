@@ -103,11 +103,15 @@ def _rest(sql: _Sql, query: StatsQuery, inner: set[date], site: str) -> str:
     counted = sorted({d for h in rest for d in (h, h - _DAY) if d in inner})
     if counted:
         began = sql.within(
-            "ts", _spans(counted, midnight(counted[0]), midnight(counted[-1] + _DAY))
+            "c.ts", _spans(counted, midnight(counted[0]), midnight(counted[-1] + _DAY))
         )
+        # NOT EXISTS, not NOT IN: an anti join stays a hash join (spilling if it must) however
+        # many sessions there are; NOT IN falls back to a per-row scan once the sessions do not
+        # fit in work_mem (measured on 2M events: 89 ms → 17 s with a small work_mem).
         condition += f"""
-          AND v.session_id NOT IN (
-              SELECT session_id FROM initial_events WHERE site_id = {site} AND ({began}))"""
+          AND NOT EXISTS (
+              SELECT 1 FROM initial_events c
+              WHERE c.site_id = {site} AND c.session_id = v.session_id AND ({began}))"""
     return condition
 
 

@@ -1,5 +1,7 @@
 """`visit_days` (migration 0005): per site and closed UTC day, the visit totals of the sessions
-that began that day, which the top stats add up instead of grouping every session again.
+that began that day, and `visit_day_values` (0006): their visitors and visits per value of each
+visit attribute. The top stats and the cards add these up instead of grouping every session
+of the range again (`query/visit_days_sql.py`).
 
 What makes the sums exact (and what the builder checks before it calls a day exact):
 - a session's rows lie in the day it began and the next (its key names that day: process
