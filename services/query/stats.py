@@ -60,6 +60,13 @@ def _visit_only(node: Filter | None) -> Filter | None:
     return node
 
 
+def _round(value: Any, digits: int | None = None) -> Any:
+    """An average rounded for the answer. Postgres averages in exact decimals, the archive
+    (DuckDB, Athena) in doubles, where a tie such as 12.5 can come out as 12.500000000000002:
+    cut the float noise first, so both stores round a tie alike."""
+    return round(round(float(value), 9), digits)
+
+
 def _metric(name: str, row: Mapping[str, Any]) -> Any:
     if name == "visitors":
         return row["visitors"]
@@ -70,11 +77,11 @@ def _metric(name: str, row: Mapping[str, Any]) -> Any:
     if name == "visits":
         return row["visits"]
     if name == "visit_duration":
-        return 0 if row["visit_duration"] is None else round(float(row["visit_duration"]))
+        return 0 if row["visit_duration"] is None else _round(row["visit_duration"])
     if name == "bounce_rate":
-        return 0 if row["bounce_rate"] is None else round(float(row["bounce_rate"]))
+        return 0 if row["bounce_rate"] is None else _round(row["bounce_rate"])
     if name == "views_per_visit":
-        return 0.0 if row["views_per_visit"] is None else round(float(row["views_per_visit"]), 2)
+        return 0.0 if row["views_per_visit"] is None else _round(row["views_per_visit"], 2)
     if name == "percentage":
         total = row["total_visitors"]
         return round(100 * row["visitors"] / total, 1) if total else 0.0
