@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from query.stats_request import StatsQuery
-from query.stats_sql import SESSION_SLACK
+from query.stats_sql import POSTGRES, SESSION_SLACK, Params
 from query.visit_sql import VISITOR, on_the_hour
 from topup.tiers import Tier
 from topup.visit_days import ATTRIBUTES, midnight
@@ -64,20 +64,12 @@ def _spans(days: list[date], start: datetime, end: datetime) -> list[tuple[datet
     return spans
 
 
-class _Sql:
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def add(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-    def within(self, column: str, spans: list[tuple[datetime, datetime]]) -> str:
-        # One range per span, so Postgres prunes the day partitions outside them.
-        return " OR ".join(
-            f"({column} >= {self.add(lo)}::timestamptz AND {column} < {self.add(hi)}::timestamptz)"
-            for lo, hi in spans
-        )
+def _within(p: Params, column: str, spans: list[tuple[datetime, datetime]]) -> str:
+    # One range per span, so Postgres prunes the day partitions outside them.
+    return " OR ".join(
+        f"({column} >= {p.add(lo)}::timestamptz AND {column} < {p.add(hi)}::timestamptz)"
+        for lo, hi in spans
+    )
 
 
 def _inner_span(query: StatsQuery) -> tuple[date, date]:
@@ -88,7 +80,7 @@ def _inner_span(query: StatsQuery) -> tuple[date, date]:
     return first, (query.end - 2 * _DAY).date()
 
 
-def _rest(sql: _Sql, query: StatsQuery, inner: set[date], site: str) -> str:
+def _rest(sql: Params, query: StatsQuery, inner: set[date], site: str) -> str:
     """The condition on `visit_hours v` for the rows of the sessions no inner day counts."""
     days = []
     day = query.start.date()
@@ -98,12 +90,12 @@ def _rest(sql: _Sql, query: StatsQuery, inner: set[date], site: str) -> str:
     rest = [h for h in days if not (h in inner and h - _DAY in inner)]
     if not rest:
         return "FALSE"
-    condition = f"({sql.within('v.hour', _spans(rest, query.start, query.end))})"
+    condition = f"({_within(sql, 'v.hour', _spans(rest, query.start, query.end))})"
     # The inner days whose sessions can have rows in the rest: leave those sessions out there.
     counted = sorted({d for h in rest for d in (h, h - _DAY) if d in inner})
     if counted:
-        began = sql.within(
-            "c.ts", _spans(counted, midnight(counted[0]), midnight(counted[-1] + _DAY))
+        began = _within(
+            sql, "c.ts", _spans(counted, midnight(counted[0]), midnight(counted[-1] + _DAY))
         )
         # NOT EXISTS, not NOT IN: an anti join stays a hash join (spilling if it must) however
         # many sessions there are; NOT IN falls back to a per-row scan once the sessions do not
@@ -131,17 +123,18 @@ async def fetch(
     )
     if not built:
         return None
-    sql = _Sql()
+    sql = Params(POSTGRES)
     site = sql.add(site_id)
     rest = _rest(sql, query, {r["day"] for r in built}, site)
     if query.dimensions:
         text = _per_value(sql, query, tier, site, rest, sorted(r["day"] for r in built))
     else:
         text = _totals(sql, tier, site, rest, built)
-    return list(await conn.fetch(text, *sql.values))
+    text, values = sql.finish(text)
+    return list(await conn.fetch(text, *values))
 
 
-def _totals(sql: _Sql, tier: Tier, site: str, rest: str, built: list[asyncpg.Record]) -> str:
+def _totals(sql: Params, tier: Tier, site: str, rest: str, built: list[asyncpg.Record]) -> str:
     totals = {k: sum(r[k] for r in built) for k in ("visits", "pageviews", "events", "bounces")}
     totals["visitors"] = sum(r["visits" if tier is Tier.BANNER_FREE else "visitors"] for r in built)
     duration = sum(r["duration"] for r in built)
@@ -172,7 +165,7 @@ FROM s"""
 
 
 def _per_value(
-    sql: _Sql, query: StatsQuery, tier: Tier, site: str, rest: str, days: list[date]
+    sql: Params, query: StatsQuery, tier: Tier, site: str, rest: str, days: list[date]
 ) -> str:
     dimension = query.dimensions[0]
     if dimension == "visit:exit_page":

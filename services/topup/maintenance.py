@@ -37,11 +37,8 @@ async def ensure_partitions(conn: asyncpg.Connection, first: date, last: date) -
     return int(await conn.fetchval("SELECT topup_create_partitions($1, $2)", first, last))
 
 
-async def drop_expired_partitions(
-    conn: asyncpg.Connection, retention_days: int, today: date
-) -> list[str]:
-    """Drop day partitions older than `retention_days` before `today`."""
-    keep_from = today - timedelta(days=retention_days)
+async def drop_expired_partitions(conn: asyncpg.Connection, keep_from: date) -> list[str]:
+    """Drop the day partitions before `keep_from` (the oldest day retention keeps)."""
     return [r[0] for r in await conn.fetch("SELECT topup_drop_partitions($1)", keep_from)]
 
 
@@ -88,7 +85,7 @@ async def maintain(
         created = await ensure_partitions(
             conn, today - timedelta(days=1), today + timedelta(days=PARTITION_DAYS_AHEAD)
         )
-        dropped = await drop_expired_partitions(conn, retention_days, today)
+        dropped = await drop_expired_partitions(conn, keep_from)
         await visit_days.drop_before(conn, keep_from)
         salts_created, salts_deleted = await rotate_salts(conn, today)
         # Rate-limit counters of hours that are over (they hold visitor hashes: keep none longer).
