@@ -47,8 +47,9 @@ from process.rows import (
     visitor_key,
 )
 from process.upsert import upsert
-from topup import visit_days
+from topup import rollups
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
+from topup.site_lock import lock_sites
 
 NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
 SESSION_LOOKBACK_DAYS = 1
@@ -78,11 +79,6 @@ class Partitions:
         if missing:
             await conn.execute("SELECT topup_create_partitions($1, $2)", min(missing), max(missing))
             self.days.update(missing)
-
-
-async def _lock_sites(conn: asyncpg.Connection, site_ids: list[uuid.UUID]) -> None:
-    for site_id in sorted(site_ids):
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(site_id))
 
 
 async def _existing_sessions(
@@ -300,8 +296,8 @@ async def _write(
         if kept:
             await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
             site_ids = list({w.site.id for w in kept if w.site is not None})
-            await _lock_sites(conn, site_ids)
-            await visit_days.forget(conn, site_ids, min(w.raw.received_at for w in kept).date())
+            await lock_sites(conn, site_ids)
+            await rollups.forget(conn, site_ids, min(w.raw.received_at for w in kept).date())
             rows = _sessions(kept, await _existing_sessions(conn, kept))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, limits)

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from query import visit_days_sql, visit_sql
+from query import local_days_sql, visit_days_sql, visit_sql
 from query.archive_reader import ArchiveReader
 from query.stats_request import (
     TIME_DIMENSIONS,
@@ -135,8 +135,9 @@ def _next(day: date, interval: str) -> date:
 
 class Stores:
     """Where a range is answered: Postgres when it lies inside the recent window (it holds every
-    day of it), the archive otherwise. In Postgres, the top stats add up the closed days' totals
-    (`visit_days_sql`), other visit-level queries read the sessions' hourly summaries
+    day of it), the archive otherwise. In Postgres, the top stats and cards add up the closed
+    days' totals (`visit_days_sql`), the daily graph, top pages and custom events read the closed
+    local days (`local_days_sql`), other visit-level queries read the sessions' hourly summaries
     (`visit_sql`), the rest the events."""
 
     def __init__(
@@ -168,15 +169,27 @@ class Stores:
         return self.archive is not None and query.start < oldest_recent
 
     async def fetch(self, query: StatsQuery, site_id: Any, tier: Tier) -> list[Mapping[str, Any]]:
-        visit_filter = _visit_only(query.filter)
         if self.uses_archive(query):
             assert self.archive is not None
-            sql, params = build(query, site_id, tier, visit_filter, TRINO)
+            sql, params = build(query, site_id, tier, _visit_only(query.filter), TRINO)
             return list(await self.archive.fetch(sql, params, site_id, query.start, query.end))
         if visit_days_sql.answers(query, tier):
             totals = await visit_days_sql.fetch(self.conn, query, site_id, tier)
             if totals is not None:
                 return totals
+        if local_days_sql.answers(query, tier):
+
+            async def rest(part: StatsQuery) -> list[Mapping[str, Any]]:
+                return await self._scan(part, site_id, tier)
+
+            days = await local_days_sql.fetch(self.conn, query, site_id, tier, rest)
+            if days is not None:
+                return days
+        return await self._scan(query, site_id, tier)
+
+    async def _scan(self, query: StatsQuery, site_id: Any, tier: Tier) -> list[Mapping[str, Any]]:
+        """The range's rows from the sessions' hourly summaries, else from the events."""
+        visit_filter = _visit_only(query.filter)
         if visit_sql.answers(query, visit_filter):
             sql, params = visit_sql.build(query, site_id, tier, visit_filter)
         else:

@@ -178,7 +178,7 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
         text = (
             f"partitions created: {r.partitions_created}, dropped: {len(r.partitions_dropped)}; "
             f"salts created: {r.salts_created}, deleted: {r.salts_deleted}; "
-            f"visit days built: {r.visit_days_built}"
+            f"visit days built: {r.visit_days_built}, local days: {r.local_days_built}"
         )
         if r.archive is not None:
             text += (

@@ -1,5 +1,6 @@
 """`topup maintain`: upcoming day partitions, retention, the daily visitor-hash salts, the
-closed days' visit totals (`visit_days`), and the local archive's compaction."""
+closed days' visit totals (`visit_days`) and graph buckets (`local_days`), and the local
+archive's compaction."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from topup import visit_days
+from topup import local_days, rollups, visit_days
 from topup.archive_compaction import CompactionReport, compact
 from topup.settings import Settings
 
@@ -25,6 +26,7 @@ class MaintenanceReport(msgspec.Struct, frozen=True):
     salts_deleted: int
     counters_deleted: int = 0
     visit_days_built: int = 0
+    local_days_built: int = 0
     archive: CompactionReport | None = None  # None: no local archive to compact
 
 
@@ -86,15 +88,16 @@ async def maintain(
             conn, today - timedelta(days=1), today + timedelta(days=PARTITION_DAYS_AHEAD)
         )
         dropped = await drop_expired_partitions(conn, keep_from)
-        await visit_days.drop_before(conn, keep_from)
+        await rollups.drop_before(conn, keep_from)
         salts_created, salts_deleted = await rotate_salts(conn, today)
         # Rate-limit counters of hours that are over (they hold visitor hashes: keep none longer).
         counters = await conn.execute(
             "DELETE FROM visitor_counters WHERE hour < now() - interval '2 hours'"
         )
     built = await visit_days.build_closed_days(conn, keep_from, now)  # a transaction each
+    built_local = await local_days.build_closed_days(conn, keep_from, now)
     compaction = None if archive is None else await asyncio.to_thread(compact, archive, today)
     return MaintenanceReport(
         created, dropped, salts_created, salts_deleted, int(counters.split()[-1]), built,
-        compaction,
+        built_local, compaction,
     )  # fmt: skip

@@ -15,16 +15,17 @@ What makes the sums exact (and what the builder checks before it calls a day exa
 
 A day is built once the next day has ended and late deliveries have had time to arrive
 (`CLOSED_AFTER`); a delivery that stores an event of an earlier day deletes the rows it
-changes (`forget`), and the next `topup maintain` builds them again.
+changes (`rollups.forget`), and the next `topup maintain` builds them again.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
+
+from topup.site_lock import lock_sites
 
 # Day d is closed from d + 2 days + 2 hours: its sessions' rows end at d + 2 days, and Firehose
 # retries a delivery for up to two hours.
@@ -116,7 +117,7 @@ async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, day: date) -> 
     """Build (or rebuild) one site's day; whether it is exact. Holds the site's write lock, so
     no delivery of the site commits in between (a delivery after it deletes what it changes)."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(site_id))
+        await lock_sites(conn, [site_id])
         row = await conn.fetchrow(_BUILD, site_id, midnight(day))
         assert row is not None
         await conn.execute(
@@ -156,21 +157,3 @@ async def build_closed_days(
     for row in missing:
         await build_day(conn, row["id"], row["day"])
     return len(missing)
-
-
-async def forget(conn: asyncpg.Connection, site_ids: Iterable[uuid.UUID], earliest: date) -> None:
-    """In a delivery's transaction (holding its sites' locks): delete the days its events, the
-    earliest on `earliest`, change: their own day's sessions and the day before's."""
-    for table in ("visit_days", "visit_day_values"):
-        await conn.execute(
-            f"DELETE FROM {table} WHERE site_id = ANY($1::uuid[]) AND day >= $2",
-            list(site_ids),
-            earliest - timedelta(days=1),
-        )
-
-
-async def drop_before(conn: asyncpg.Connection, first: date) -> int:
-    """Delete the days whose sessions' rows retention has dropped."""
-    await conn.execute("DELETE FROM visit_day_values WHERE day < $1", first)
-    deleted = await conn.execute("DELETE FROM visit_days WHERE day < $1", first)
-    return int(deleted.split()[-1])

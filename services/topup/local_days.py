@@ -1,0 +1,87 @@
+"""`local_days` (migration 0007): per site and closed day in the site's time zone, the distinct
+sessions and visitors, page views and events of the day's `visit_hours` rows — one bucket of the
+daily graph — and `local_day_values`: the day's page views and events per page and per event
+name, which add up across days. `query/local_days_sql.py` reads them instead of grouping the
+range's rows.
+
+Unlike `visit_days`, nothing here relies on how sessions or visitors span days: a bucket's
+counts are over its own rows only, so a closed day's row is exact as long as its rows do not
+change. A day is closed two hours after it ends (Firehose retries a delivery for up to two
+hours); a later delivery deletes the rows of the days it changes (`rollups.forget`) and the next
+`topup maintain` builds them again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from itertools import groupby
+
+import asyncpg
+
+from topup.site_lock import lock_sites
+
+LATE = timedelta(hours=2)  # how long after a day ends a delivery may still change it
+
+_MISSING = """
+SELECT s.id, s.timezone AS zone, d::date AS day
+FROM sites s CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d
+WHERE ((d::date + 1)::timestamp AT TIME ZONE s.timezone) + $3::interval <= $4
+  AND NOT EXISTS (
+      SELECT 1 FROM local_days l WHERE l.site_id = s.id AND l.zone = s.timezone AND l.day = d::date)
+ORDER BY s.id, d
+"""
+
+# The bounds of a local day as Postgres reckons them, as the graph's buckets are (`visit_sql`).
+_BUILD = """
+INSERT INTO local_days (site_id, zone, day, sessions, visitors, pageviews, events)
+SELECT $1, $2, d.day, t.*
+FROM unnest($3::date[]) AS d(day)
+CROSS JOIN LATERAL (
+    SELECT count(DISTINCT v.session_id), count(DISTINCT v.visitor),
+           coalesce(sum(v.pageviews), 0), coalesce(sum(v.events), 0)
+    FROM visit_hours v
+    WHERE v.site_id = $1 AND v.hour >= (d.day::timestamp AT TIME ZONE $2::text)
+      AND v.hour < ((d.day + 1)::timestamp AT TIME ZONE $2::text)
+) AS t
+ON CONFLICT (site_id, zone, day) DO UPDATE SET
+    sessions = EXCLUDED.sessions, visitors = EXCLUDED.visitors,
+    pageviews = EXCLUDED.pageviews, events = EXCLUDED.events, built_at = now()
+"""
+
+# The event dimensions whose values get per-day counts: the Stats API's name → events' column.
+EVENT_VALUES = {"event:page": "pathname", "event:name": "name"}
+
+_BUILD_VALUES = f"""
+INSERT INTO local_day_values (site_id, zone, day, dimension, value, pageviews, events)
+SELECT $1, $2, d.day, a.dimension, a.value, count(*) FILTER (WHERE e.name = 'pageview'), count(*)
+FROM unnest($3::date[]) AS d(day)
+JOIN events e ON e.site_id = $1 AND e.ts >= (d.day::timestamp AT TIME ZONE $2::text)
+    AND e.ts < ((d.day + 1)::timestamp AT TIME ZONE $2::text)
+CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', e.{c})" for d, c in EVENT_VALUES.items())})
+    AS a(dimension, value)
+GROUP BY d.day, a.dimension, a.value
+"""
+
+
+async def build_days(
+    conn: asyncpg.Connection, site_id: uuid.UUID, zone: str, days: list[date]
+) -> None:
+    """Build (or rebuild) these local days of one site in `zone`, under the site's lock."""
+    async with conn.transaction():
+        await lock_sites(conn, [site_id])
+        await conn.execute(_BUILD, site_id, zone, days)
+        await conn.execute(
+            "DELETE FROM local_day_values WHERE site_id = $1 AND zone = $2 AND day = ANY($3)",
+            site_id, zone, days,
+        )  # fmt: skip
+        await conn.execute(_BUILD_VALUES, site_id, zone, days)
+
+
+async def build_closed_days(conn: asyncpg.Connection, first: date, now: datetime) -> int:
+    """Build every site's closed local days (in its zone) from `first` on that have no row
+    yet; how many. A transaction per site."""
+    missing = await conn.fetch(_MISSING, first, now.date() + timedelta(days=1), LATE, now)
+    for (site_id, zone), rows in groupby(missing, key=lambda r: (r["id"], r["zone"])):
+        await build_days(conn, site_id, zone, [r["day"] for r in rows])
+    return len(missing)
