@@ -47,10 +47,11 @@ async def built(env):  # noqa: F811
     from tests.fixtures import event
 
     midnight = datetime.combine(NOW.date(), time(), UTC)
+    # The last event, 5.5 hours after midnight, lies past the start of a range in New York.
     crossing = [
         event(env["site"].id, f"https://example.com/{n}", session=f"night-{days}",
               ip=f"203.0.113.{days}", at=midnight - timedelta(days=days, minutes=minutes))
-        for days in range(12) for n, minutes in enumerate((5, -5, -20))
+        for days in range(32) for n, minutes in enumerate((5, -5, -20, -330))
     ]  # fmt: skip
     await store(env["url"], crossing)
     conn = await connect(env["url"])

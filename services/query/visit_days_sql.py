@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from query.stats_request import StatsQuery
-from query.stats_sql import POSTGRES, SESSION_SLACK, Params
+from query.stats_sql import POSTGRES, Params
 from query.visit_sql import VISITOR, on_the_hour
 from topup.tiers import Tier
 from topup.visit_days import ATTRIBUTES, midnight
@@ -80,14 +80,18 @@ def _inner_span(query: StatsQuery) -> tuple[date, date]:
     return first, (query.end - 2 * _DAY).date()
 
 
-def _rest(sql: Params, query: StatsQuery, inner: set[date], site: str) -> str:
-    """The condition on `visit_hours v` for the rows of the sessions no inner day counts."""
+def _rest_days(query: StatsQuery, inner: set[date]) -> list[date]:
+    """The range's UTC days whose rows are not all counted by inner days."""
     days = []
     day = query.start.date()
     while midnight(day) < query.end:
         days.append(day)
         day += _DAY
-    rest = [h for h in days if not (h in inner and h - _DAY in inner)]
+    return [h for h in days if not (h in inner and h - _DAY in inner)]
+
+
+def _rest(sql: Params, query: StatsQuery, inner: set[date], rest: list[date], site: str) -> str:
+    """The condition on `visit_hours v` for the rows of the sessions no inner day counts."""
     if not rest:
         return "FALSE"
     condition = f"({_within(sql, 'v.hour', _spans(rest, query.start, query.end))})"
@@ -125,9 +129,11 @@ async def fetch(
         return None
     sql = Params(POSTGRES)
     site = sql.add(site_id)
-    rest = _rest(sql, query, {r["day"] for r in built}, site)
+    inner = {r["day"] for r in built}
+    rest_days = _rest_days(query, inner)
+    rest = _rest(sql, query, inner, rest_days, site)
     if query.dimensions:
-        text = _per_value(sql, query, tier, site, rest, sorted(r["day"] for r in built))
+        text = _per_value(sql, query, tier, site, rest, rest_days, inner)
     else:
         text = _totals(sql, tier, site, rest, built)
     text, values = sql.finish(text)
@@ -165,7 +171,13 @@ FROM s"""
 
 
 def _per_value(
-    sql: Params, query: StatsQuery, tier: Tier, site: str, rest: str, days: list[date]
+    sql: Params,
+    query: StatsQuery,
+    tier: Tier,
+    site: str,
+    rest: str,
+    rest_days: list[date],
+    inner: set[date],
 ) -> str:
     dimension = query.dimensions[0]
     if dimension == "visit:exit_page":
@@ -185,13 +197,19 @@ e AS (
     FROM r LEFT JOIN exits x ON x.session_id = r.session_id
 )"""
     else:
+        # A row of day h belongs to a session begun on h or h - 1 (its key names that day), and
+        # those begun on an inner day are left out: only the other days' initial rows are
+        # joined, a few partitions instead of the whole range's.
+        began = sorted(set(rest_days) | {h - _DAY for h in rest_days if h - _DAY not in inner}) or [
+            query.start.date()
+        ]
+        within = _within(sql, "i.ts", _spans(began, midnight(began[0]), midnight(began[-1] + _DAY)))
         rows = f"""
 e AS (
     SELECT v.session_id, {VISITOR[tier]} AS visitor, i.{ATTRIBUTES[dimension]} AS value
     FROM visit_hours v
     JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
-      AND i.site_id = {site} AND i.ts >= {sql.add(query.start)}::timestamptz - {SESSION_SLACK}
-      AND i.ts < {sql.add(query.end)}::timestamptz
+      AND i.site_id = {site} AND ({within})
     WHERE v.site_id = {site} AND {rest}
 )"""
     counted = "visits" if tier is Tier.BANNER_FREE else "visitors"
@@ -200,7 +218,7 @@ WITH {rows}
 SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits FROM (
     SELECT value AS d0, {counted} AS visitors, visits FROM visit_day_values
     WHERE site_id = {site} AND dimension = {sql.add(dimension)}
-      AND day = ANY({sql.add(days)}::date[])
+      AND day = ANY({sql.add(sorted(inner))}::date[])
     UNION ALL
     SELECT value, count(DISTINCT visitor), count(DISTINCT session_id) FROM e GROUP BY value
 ) t GROUP BY d0"""
