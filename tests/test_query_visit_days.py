@@ -75,7 +75,8 @@ async def test_day_totals_answer_as_the_summaries_do(built, date_range, tier, zo
     try:
         for period in (q, previous_period(q)):
             totals, summaries = await _both(conn, site, period, tier)
-            if period is q:
+            young = date_range == "month" and q.first_day > q.last_day - timedelta(days=4)
+            if period is q and not young:
                 assert totals is not None, "the range has closed days: their totals are used"
                 assert summaries[0] != "0"
             assert totals in (None, summaries)
