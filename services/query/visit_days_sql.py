@@ -90,25 +90,29 @@ def _rest_days(query: StatsQuery, inner: set[date]) -> list[date]:
     return [h for h in days if not (h in inner and h - _DAY in inner)]
 
 
-def _rest(sql: Params, query: StatsQuery, inner: set[date], rest: list[date], site: str) -> str:
-    """The condition on `visit_hours v` for the rows of the sessions no inner day counts."""
-    if not rest:
+def _in_rest(sql: Params, query: StatsQuery, rest_days: list[date]) -> str:
+    """The condition on `visit_hours v` for its rows on the rest days."""
+    if not rest_days:
         return "FALSE"
-    condition = f"({_within(sql, 'v.hour', _spans(rest, query.start, query.end))})"
-    # The inner days whose sessions can have rows in the rest: leave those sessions out there.
-    counted = sorted({d for h in rest for d in (h, h - _DAY) if d in inner})
-    if counted:
-        began = _within(
-            sql, "c.ts", _spans(counted, midnight(counted[0]), midnight(counted[-1] + _DAY))
-        )
-        # NOT EXISTS, not NOT IN: an anti join stays a hash join (spilling if it must) however
-        # many sessions there are; NOT IN falls back to a per-row scan once the sessions do not
-        # fit in work_mem (measured on 2M events: 89 ms → 17 s with a small work_mem).
-        condition += f"""
-          AND NOT EXISTS (
+    return f"({_within(sql, 'v.hour', _spans(rest_days, query.start, query.end))})"
+
+
+def _uncounted(sql: Params, inner: set[date], rest_days: list[date], site: str) -> str:
+    """The condition on `visit_hours v` leaving out the sessions an inner day counts: those
+    begun on an inner day that can have rows in the rest (a row of day h belongs to a session
+    begun on h or h - 1: its key names that day)."""
+    counted = sorted({d for h in rest_days for d in (h, h - _DAY) if d in inner})
+    if not counted:
+        return "TRUE"
+    began = _within(
+        sql, "c.ts", _spans(counted, midnight(counted[0]), midnight(counted[-1] + _DAY))
+    )
+    # NOT EXISTS, not NOT IN: an anti join stays a hash join (spilling if it must) however
+    # many sessions there are; NOT IN falls back to a per-row scan once the sessions do not
+    # fit in work_mem (measured on 2M events: 89 ms → 17 s with a small work_mem).
+    return f"""NOT EXISTS (
               SELECT 1 FROM initial_events c
               WHERE c.site_id = {site} AND c.session_id = v.session_id AND ({began}))"""
-    return condition
 
 
 async def fetch(
@@ -131,11 +135,16 @@ async def fetch(
     site = sql.add(site_id)
     inner = {r["day"] for r in built}
     rest_days = _rest_days(query, inner)
-    rest = _rest(sql, query, inner, rest_days, site)
-    if query.dimensions:
-        text = _per_value(sql, query, tier, site, rest, rest_days, inner)
+    rest = _in_rest(sql, query, rest_days)
+    if query.dimensions and query.dimensions[0] in _JOINED:
+        rest += _begun_outside(sql, inner, rest_days)
+        text = _per_value(sql, query, tier, site, rest, sorted(inner))
     else:
-        text = _totals(sql, tier, site, rest, built)
+        rest += " AND " + _uncounted(sql, inner, rest_days, site)
+        if query.dimensions:
+            text = _per_value(sql, query, tier, site, rest, sorted(inner))
+        else:
+            text = _totals(sql, tier, site, rest, built)
     text, values = sql.finish(text)
     return list(await conn.fetch(text, *values))
 
@@ -170,14 +179,24 @@ SELECT {sql.add(totals["visitors"])}::bigint + (SELECT count(DISTINCT visitor) F
 FROM s"""
 
 
+def _begun_outside(sql: Params, inner: set[date], rest_days: list[date]) -> str:
+    """For the cards that join each row to its session's initial row (`i`): keep the rows
+    whose session began on a day that is not inner, which leaves out the sessions the inner
+    days count without an anti join. A row of day h belongs to a session begun on h or h - 1,
+    so only those days' initial rows are read: a few partitions, not the whole range's."""
+    began = sorted({d for h in rest_days for d in (h, h - _DAY) if d not in inner})
+    if not began:
+        return " AND FALSE"
+    spans = _spans(began, midnight(began[0]), midnight(began[-1] + _DAY))
+    return f" AND ({_within(sql, 'i.ts', spans)})"
+
+
+# The attributes read from the session's initial row (the exit page comes from its rows).
+_JOINED = frozenset(ATTRIBUTES) - {"visit:exit_page"}
+
+
 def _per_value(
-    sql: Params,
-    query: StatsQuery,
-    tier: Tier,
-    site: str,
-    rest: str,
-    rest_days: list[date],
-    inner: set[date],
+    sql: Params, query: StatsQuery, tier: Tier, site: str, rest: str, days: list[date]
 ) -> str:
     dimension = query.dimensions[0]
     if dimension == "visit:exit_page":
@@ -197,19 +216,12 @@ e AS (
     FROM r LEFT JOIN exits x ON x.session_id = r.session_id
 )"""
     else:
-        # A row of day h belongs to a session begun on h or h - 1 (its key names that day), and
-        # those begun on an inner day are left out: only the other days' initial rows are
-        # joined, a few partitions instead of the whole range's.
-        began = sorted(set(rest_days) | {h - _DAY for h in rest_days if h - _DAY not in inner}) or [
-            query.start.date()
-        ]
-        within = _within(sql, "i.ts", _spans(began, midnight(began[0]), midnight(began[-1] + _DAY)))
         rows = f"""
 e AS (
     SELECT v.session_id, {VISITOR[tier]} AS visitor, i.{ATTRIBUTES[dimension]} AS value
     FROM visit_hours v
     JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
-      AND i.site_id = {site} AND ({within})
+      AND i.site_id = {site}
     WHERE v.site_id = {site} AND {rest}
 )"""
     counted = "visits" if tier is Tier.BANNER_FREE else "visitors"
@@ -218,7 +230,7 @@ WITH {rows}
 SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits FROM (
     SELECT value AS d0, {counted} AS visitors, visits FROM visit_day_values
     WHERE site_id = {site} AND dimension = {sql.add(dimension)}
-      AND day = ANY({sql.add(sorted(inner))}::date[])
+      AND day = ANY({sql.add(days)}::date[])
     UNION ALL
     SELECT value, count(DISTINCT visitor), count(DISTINCT session_id) FROM e GROUP BY value
 ) t GROUP BY d0"""
