@@ -135,16 +135,15 @@ async def fetch(
     site = sql.add(site_id)
     inner = {r["day"] for r in built}
     rest_days = _rest_days(query, inner)
-    rest = _in_rest(sql, query, rest_days)
     if query.dimensions and query.dimensions[0] in _JOINED:
-        rest += _begun_outside(sql, inner, rest_days)
+        not_counted = _begun_outside(sql, inner, rest_days)
+    else:
+        not_counted = _uncounted(sql, inner, rest_days, site)
+    rest = f"{_in_rest(sql, query, rest_days)} AND {not_counted}"
+    if query.dimensions:
         text = _per_value(sql, query, tier, site, rest, sorted(inner))
     else:
-        rest += " AND " + _uncounted(sql, inner, rest_days, site)
-        if query.dimensions:
-            text = _per_value(sql, query, tier, site, rest, sorted(inner))
-        else:
-            text = _totals(sql, tier, site, rest, built)
+        text = _totals(sql, tier, site, rest, built)
     text, values = sql.finish(text)
     return list(await conn.fetch(text, *values))
 
@@ -180,15 +179,16 @@ FROM s"""
 
 
 def _begun_outside(sql: Params, inner: set[date], rest_days: list[date]) -> str:
-    """For the cards that join each row to its session's initial row (`i`): keep the rows
-    whose session began on a day that is not inner, which leaves out the sessions the inner
-    days count without an anti join. A row of day h belongs to a session begun on h or h - 1,
-    so only those days' initial rows are read: a few partitions, not the whole range's."""
+    """For the cards that join each row to its session's initial row (`i`): the condition
+    keeping the rows whose session began on a day that is not inner, which leaves out the
+    sessions the inner days count without an anti join. A row of day h belongs to a session
+    begun on h or h - 1, so only those days' initial rows are read: a few partitions, not the
+    whole range's."""
     began = sorted({d for h in rest_days for d in (h, h - _DAY) if d not in inner})
     if not began:
-        return " AND FALSE"
+        return "FALSE"
     spans = _spans(began, midnight(began[0]), midnight(began[-1] + _DAY))
-    return f" AND ({_within(sql, 'i.ts', spans)})"
+    return f"({_within(sql, 'i.ts', spans)})"
 
 
 # The attributes read from the session's initial row (the exit page comes from its rows).
