@@ -32,7 +32,7 @@ from process import user_agents
 from process.archive import LocalArchive
 from process.referrers import acquisition, utm_tags
 from process.rows import EventRow, InitialRow
-from topup import local_days, visit_days
+from topup import rollups
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 from topup.database import connect, migrate
 from topup.ids import new_id
@@ -153,8 +153,7 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
         )
         for table in ("events", "initial_events", "visit_hours"):
             await conn.execute(f"ANALYZE {table}")
-        await visit_days.build_closed_days(conn, first_day, now)  # as `topup maintain` does
-        await local_days.build_closed_days(conn, first_day, now)
+        await rollups.build_closed_days(conn, first_day, now)  # as `topup maintain` does
         return site_id, truth
     finally:
         await conn.close()

@@ -51,7 +51,8 @@ async def graph(env):  # noqa: F811
         report = await maintain(conn, retention_days=35, now=NOW)
         assert report.local_days_built > 0
         for zone in [*ZONES[1:], KOLKATA]:
-            await local_days.build_days(conn, env["site"].id, zone, _closed(zone))
+            for day in _closed(zone):
+                await local_days.build_day(conn, env["site"].id, zone, day)
     finally:
         await conn.close()
     return env

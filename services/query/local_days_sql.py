@@ -22,7 +22,7 @@ import asyncpg
 from query import visit_sql
 from query.stats_request import TIME_DIMENSIONS, StatsQuery
 from query.stats_sql import POSTGRES, Params, column, named_dimensions, where
-from topup.local_days import EVENT_VALUES
+from topup.local_days import EVENT_VALUES, local_midnight
 from topup.tiers import Tier
 
 GRAPH_METRICS = frozenset({"visitors", "pageviews", "events"})
@@ -32,10 +32,10 @@ Rest = Callable[[StatsQuery], Awaitable[list[Mapping[str, Any]]]]
 
 # The range's whole local days that are built, with their bounds as Postgres reckons them (as
 # visit_sql's buckets are), so the rest of the range is cut where its buckets begin and end.
-_BUILT = """
+_BUILT = f"""
 SELECT day, sessions, visitors, pageviews, events, lo, hi FROM (
-    SELECT l.*, (l.day::timestamp AT TIME ZONE l.zone) AS lo,
-           ((l.day + 1)::timestamp AT TIME ZONE l.zone) AS hi
+    SELECT l.*, {local_midnight("l.day", "l.zone")} AS lo,
+           {local_midnight("(l.day + 1)", "l.zone")} AS hi
     FROM local_days l
     WHERE l.site_id = $1 AND l.zone = $2 AND l.day >= $3 AND l.day <= $4
 ) d

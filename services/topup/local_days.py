@@ -22,27 +22,34 @@ from topup.site_lock import lock_sites
 
 LATE = timedelta(hours=2)  # how long after a day ends a delivery may still change it
 
-_MISSING = """
+
+def local_midnight(day: str, zone: str) -> str:
+    """SQL for the instant a local day (a date expression) begins in a zone, as Postgres
+    reckons it — as the graph's buckets are (`visit_sql`) and the reader cuts the range."""
+    return f"({day}::timestamp AT TIME ZONE {zone})"
+
+
+_MISSING = f"""
 SELECT s.id, s.timezone AS zone, d::date AS day
 FROM sites s CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d
-WHERE ((d::date + 1)::timestamp AT TIME ZONE s.timezone) + $3::interval <= $4
+WHERE {local_midnight("(d::date + 1)", "s.timezone")} + $3::interval <= $4
   AND NOT EXISTS (
       SELECT 1 FROM local_days l WHERE l.site_id = s.id AND l.zone = s.timezone AND l.day = d::date)
 ORDER BY s.id, d
 """
 
-# The bounds of a local day as Postgres reckons them, as the graph's buckets are (`visit_sql`).
-_BUILD = """
+# $1 site, $2 zone, $3 day: the day's rows are those from its midnight to the next.
+_DAY_BEGINS, _DAY_ENDS = (
+    local_midnight("$3::date", "$2::text"),
+    local_midnight("($3::date + 1)", "$2::text"),
+)
+
+_BUILD = f"""
 INSERT INTO local_days (site_id, zone, day, sessions, visitors, pageviews, events)
-SELECT $1, $2, d.day, t.*
-FROM unnest($3::date[]) AS d(day)
-CROSS JOIN LATERAL (
-    SELECT count(DISTINCT v.session_id), count(DISTINCT v.visitor),
-           coalesce(sum(v.pageviews), 0), coalesce(sum(v.events), 0)
-    FROM visit_hours v
-    WHERE v.site_id = $1 AND v.hour >= (d.day::timestamp AT TIME ZONE $2::text)
-      AND v.hour < ((d.day + 1)::timestamp AT TIME ZONE $2::text)
-) AS t
+SELECT $1, $2, $3, count(DISTINCT v.session_id), count(DISTINCT v.visitor),
+       coalesce(sum(v.pageviews), 0), coalesce(sum(v.events), 0)
+FROM visit_hours v
+WHERE v.site_id = $1 AND v.hour >= {_DAY_BEGINS} AND v.hour < {_DAY_ENDS}
 ON CONFLICT (site_id, zone, day) DO UPDATE SET
     sessions = EXCLUDED.sessions, visitors = EXCLUDED.visitors,
     pageviews = EXCLUDED.pageviews, events = EXCLUDED.events, built_at = now()
@@ -53,28 +60,25 @@ EVENT_VALUES = {"event:page": "pathname", "event:name": "name"}
 
 _BUILD_VALUES = f"""
 INSERT INTO local_day_values (site_id, zone, day, dimension, value, pageviews, events)
-SELECT $1, $2, d.day, a.dimension, a.value, count(*) FILTER (WHERE e.name = 'pageview'), count(*)
-FROM unnest($3::date[]) AS d(day)
-JOIN events e ON e.site_id = $1 AND e.ts >= (d.day::timestamp AT TIME ZONE $2::text)
-    AND e.ts < ((d.day + 1)::timestamp AT TIME ZONE $2::text)
+SELECT $1, $2, $3, a.dimension, a.value, count(*) FILTER (WHERE e.name = 'pageview'), count(*)
+FROM events e
 CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', e.{c})" for d, c in EVENT_VALUES.items())})
     AS a(dimension, value)
-GROUP BY d.day, a.dimension, a.value
+WHERE e.site_id = $1 AND e.ts >= {_DAY_BEGINS} AND e.ts < {_DAY_ENDS}
+GROUP BY a.dimension, a.value
 """
 
 
-async def build_days(
-    conn: asyncpg.Connection, site_id: uuid.UUID, zone: str, days: list[date]
-) -> None:
-    """Build (or rebuild) these local days of one site in `zone`, under the site's lock."""
+async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, zone: str, day: date) -> None:
+    """Build (or rebuild) one local day of a site in `zone`, under the site's lock."""
     async with conn.transaction():
         await lock_sites(conn, [site_id])
-        await conn.execute(_BUILD, site_id, zone, days)
+        await conn.execute(_BUILD, site_id, zone, day)
         await conn.execute(
-            "DELETE FROM local_day_values WHERE site_id = $1 AND zone = $2 AND day = ANY($3)",
-            site_id, zone, days,
+            "DELETE FROM local_day_values WHERE site_id = $1 AND zone = $2 AND day = $3",
+            site_id, zone, day,
         )  # fmt: skip
-        await conn.execute(_BUILD_VALUES, site_id, zone, days)
+        await conn.execute(_BUILD_VALUES, site_id, zone, day)
 
 
 async def build_closed_days(conn: asyncpg.Connection, first: date, now: datetime) -> int:
@@ -83,5 +87,5 @@ async def build_closed_days(conn: asyncpg.Connection, first: date, now: datetime
     (the first after an upgrade, over a busy site's retention) keeps what it built."""
     missing = await conn.fetch(_MISSING, first, now.date() + timedelta(days=1), LATE, now)
     for row in missing:
-        await build_days(conn, row["id"], row["zone"], [row["day"]])
+        await build_day(conn, row["id"], row["zone"], row["day"])
     return len(missing)

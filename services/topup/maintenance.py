@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from topup import local_days, rollups, visit_days
+from topup import rollups
 from topup.archive_compaction import CompactionReport, compact
 from topup.settings import Settings
 
@@ -94,8 +94,7 @@ async def maintain(
         counters = await conn.execute(
             "DELETE FROM visitor_counters WHERE hour < now() - interval '2 hours'"
         )
-    built = await visit_days.build_closed_days(conn, keep_from, now)  # a transaction each
-    built_local = await local_days.build_closed_days(conn, keep_from, now)
+    built, built_local = await rollups.build_closed_days(conn, keep_from, now)
     compaction = None if archive is None else await asyncio.to_thread(compact, archive, today)
     return MaintenanceReport(
         created, dropped, salts_created, salts_deleted, int(counters.split()[-1]), built,
