@@ -22,7 +22,7 @@ def phases(date_range: str = "30d") -> list[dict[str, dict[str, Any]]]:
     }  # fmt: skip
     cards = {
         "channels": {"metrics": ["visitors"], "dimensions": ["visit:channel"]} | card,
-        "top pages": {"metrics": ["pageviews"], "dimensions": ["event:page"]} | card,
+        "top pages": {"metrics": ["visitors"], "dimensions": ["event:page"]} | card,
         "countries": {"metrics": ["visitors"], "dimensions": ["visit:country"]} | card,
         "devices": {"metrics": ["visitors"], "dimensions": ["visit:device"]} | card,
         "custom events": {"metrics": ["events"], "dimensions": ["event:name"],

@@ -104,6 +104,18 @@ def test_top_stats_equal_the_api(page, dev):
     assert page.get_attribute("#graph", "data-points") == "30"
 
 
+def test_the_top_pages_and_countries_cards_show_visitors_as_the_api_counts_them(page, dev):
+    for card, dimension in (("Pages", "event:page"), ("Locations", "visit:country")):
+        page.click(f"[data-card={card}] .tabs button[data-dimension='{dimension}']")
+        page.wait_for_selector(f"[data-card={card}] .rows[data-dimension='{dimension}'] .row")
+        rows = page.locator(f"[data-card={card}] .row").all()
+        shown = [(r.get_attribute("data-value"), r.inner_text().split("\n")[-1]) for r in rows]
+        expected = api_query(dev, metrics=["visitors"], dimensions=[dimension], date_range="30d",
+                             pagination={"limit": 9})  # fmt: skip
+        assert shown == [(r["dimensions"][0], f"{r['metrics'][0]:,}") for r in expected]
+        assert len(shown) > 1
+
+
 def test_clicking_a_row_filters_the_whole_dashboard(page, dev):
     page.click("[data-card=Locations] .tabs button[data-dimension='visit:country']")
     row = page.locator("[data-card=Locations] .row").first

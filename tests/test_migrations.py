@@ -1,4 +1,5 @@
 import asyncio
+import uuid
 from datetime import date, timedelta
 
 import pytest
@@ -161,4 +162,70 @@ async def test_upgrading_to_visit_hours_summarises_the_events_already_stored(pos
     finally:
         await conn.close()
         await admin.execute("DROP DATABASE IF EXISTS upgrade_0004 WITH (FORCE)")
+        await admin.close()
+
+
+async def test_upgrading_to_page_values_deletes_the_days_built_before_and_maintain_rebuilds(
+    postgres_server_url,
+):
+    """Days built before 0008 have no page or event-name values: left in place, the top pages
+    would add up the built days without them. The upgrade deletes them; maintain builds them."""
+    from tests.conftest import database_url_for
+    from topup import visit_days
+
+    admin = await connect(postgres_server_url)
+    await admin.execute("DROP DATABASE IF EXISTS upgrade_0008 WITH (FORCE)")
+    await admin.execute("CREATE DATABASE upgrade_0008")
+    conn = await connect(database_url_for(postgres_server_url, "upgrade_0008"))
+    site = "00000000-0000-0000-0000-0000000000aa"
+    try:
+        await migrate(conn, [m for m in bundled_migrations() if m.version < 8])
+        await conn.execute(
+            """INSERT INTO visit_days (site_id, day, exact, visitors, visits, pageviews, events,
+                                       bounces, duration)
+               VALUES ($1, '2026-11-20', true, 3, 3, 5, 6, 1, 60)""",
+            uuid.UUID(site),
+        )
+        await conn.execute(
+            """INSERT INTO visit_day_values (site_id, day, dimension, value, visitors, visits)
+               VALUES ($1, '2026-11-20', 'visit:country', 'DE', 3, 3)""",
+            uuid.UUID(site),
+        )
+        assert [m.version for m in await migrate(conn)] == [8]
+        assert await conn.fetchval("SELECT count(*) FROM visit_days") == 0
+        assert await conn.fetchval("SELECT count(*) FROM visit_day_values") == 0
+        # The days are built again, now with pages: one session, two pages, two events on one.
+        await conn.execute("SELECT topup_create_partitions('2026-11-20', '2026-11-22')")
+        await conn.execute(
+            """INSERT INTO initial_events (event_id, site_id, ts, session_id, visitor_id,
+                                           hostname, entry_page)
+               VALUES (gen_random_uuid(), $1, '2026-11-20 10:00+00', 1, 7, 'example.com', '/')""",
+            uuid.UUID(site),
+        )
+        await conn.execute(
+            """INSERT INTO events (event_id, site_id, ts, session_id, visitor_id, name, hostname,
+                                   pathname)
+               SELECT gen_random_uuid(), $1, t, 1, 7, n, 'example.com', p
+               FROM (VALUES ('2026-11-20 10:00+00'::timestamptz, 'pageview', '/'),
+                            ('2026-11-20 10:01+00', 'pageview', '/pricing'),
+                            ('2026-11-20 10:02+00', 'Signup', '/pricing')) AS x(t, n, p)""",
+            uuid.UUID(site),
+        )
+        await conn.execute("SELECT topup_rebuild_visit_hours('2026-11-20', '2026-11-22')")
+        assert await visit_days.build_day(conn, uuid.UUID(site), date(2026, 11, 20))
+        rows = await conn.fetch(
+            """SELECT dimension, value, visitors, visits, pageviews, events FROM visit_day_values
+               WHERE dimension IN ('event:page', 'event:name', 'visit:entry_page')
+               ORDER BY dimension, value"""
+        )
+        assert [tuple(r) for r in rows] == [
+            ("event:name", "Signup", 1, 1, 0, 1),
+            ("event:name", "pageview", 1, 1, 2, 2),
+            ("event:page", "/", 1, 1, 1, 1),
+            ("event:page", "/pricing", 1, 1, 1, 2),
+            ("visit:entry_page", "/", 1, 1, 2, 3),
+        ]
+    finally:
+        await conn.close()
+        await admin.execute("DROP DATABASE IF EXISTS upgrade_0008 WITH (FORCE)")
         await admin.close()

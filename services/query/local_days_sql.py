@@ -1,7 +1,8 @@
 """Two dashboard queries from the closed days in the site's zone (see `topup/local_days.py`):
 - the daily graph — visitors, page views or events per day, no filter (`local_days`);
 - page views and events per page or per event name, filtered at most by that same dimension
-  (`local_day_values`): the top pages and custom events cards.
+  (`local_day_values`): the custom events card, and pages by page views (the top pages card
+  counts visitors: `visit_days_sql`).
 
 The range's built days are read from these rows; the rest of the range — the days not built yet
 (today, yesterday, a day a late delivery changed) and a day the range cuts — is asked of the

@@ -136,9 +136,9 @@ def _next(day: date, interval: str) -> date:
 class Stores:
     """Where a range is answered: Postgres when it lies inside the recent window (it holds every
     day of it), the archive otherwise. In Postgres, the top stats and cards add up the closed
-    days' totals (`visit_days_sql`), the daily graph, top pages and custom events read the closed
-    local days (`local_days_sql`), other visit-level queries read the sessions' hourly summaries
-    (`visit_sql`), the rest the events."""
+    days' totals (`visit_days_sql`), the daily graph, page views per page and custom events read
+    the closed local days (`local_days_sql`), other visit-level queries read the sessions' hourly
+    summaries (`visit_sql`), the rest the events."""
 
     def __init__(
         self,

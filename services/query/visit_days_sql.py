@@ -1,8 +1,8 @@
 """The top stats (visitors, visits, page views, events, bounce rate, visit duration, views per
-visit; no dimension, no filter) and the visitors and visits per value of one visit attribute
-(the dashboard's cards; no filter) from the closed days' totals in `visit_days` and
-`visit_day_values` (see `topup/visit_days.py` for why they add up), plus `visit_hours` for the
-rest of the range.
+visit; no dimension, no filter) and the visitors, visits, page views and events per value of one
+visit attribute, page or event name (the dashboard's cards; no filter) from the closed days'
+totals in `visit_days` and `visit_day_values` (see `topup/visit_days.py` for why they add up),
+plus `visit_hours` (for a page or event name: `events`) for the rest of the range.
 
 For a range [start, end) on whole hours, the inner days are the built, exact days d whose
 sessions lie wholly inside it ([d, d + 2 days) within the range); their totals are added up.
@@ -25,7 +25,9 @@ import asyncpg
 
 from query.stats_request import StatsQuery
 from query.stats_sql import POSTGRES, Params
+from query.stats_sql import VISITOR as EVENT_VISITOR
 from query.visit_sql import VISITOR, on_the_hour
+from topup.local_days import EVENT_VALUES
 from topup.tiers import Tier
 from topup.visit_days import ATTRIBUTES, midnight
 
@@ -33,7 +35,9 @@ TOTALS = frozenset(
     {"visitors", "visits", "pageviews", "events", "views_per_visit", "bounce_rate",
      "visit_duration"}
 )  # fmt: skip
-PER_VALUE = frozenset({"visitors", "visits"})
+PER_VALUE = frozenset({"visitors", "visits", "pageviews", "events"})
+# Page views and events alone per page or name are the local days' (any zone, no distinct count).
+_DISTINCT = frozenset({"visitors", "visits"})
 _DAY = timedelta(days=1)
 
 
@@ -45,10 +49,11 @@ def answers(query: StatsQuery, tier: Tier) -> bool:
         return False
     if not query.dimensions:
         return set(query.metrics) <= TOTALS
-    return (
-        len(query.dimensions) == 1
-        and query.dimensions[0] in ATTRIBUTES
-        and set(query.metrics) <= PER_VALUE
+    if len(query.dimensions) != 1 or not set(query.metrics) <= PER_VALUE:
+        return False
+    dimension = query.dimensions[0]
+    return dimension in ATTRIBUTES or (
+        dimension in EVENT_VALUES and bool(_DISTINCT & set(query.metrics))
     )
 
 
@@ -90,11 +95,12 @@ def _rest_days(query: StatsQuery, inner: set[date]) -> list[date]:
     return [h for h in days if not (h in inner and h - _DAY in inner)]
 
 
-def _in_rest(sql: Params, query: StatsQuery, rest_days: list[date]) -> str:
-    """The condition on `visit_hours v` for its rows on the rest days."""
+def _in_rest(sql: Params, query: StatsQuery, rest_days: list[date], column: str) -> str:
+    """The condition on `column` (`visit_hours v`'s hour, `events e`'s ts) for the rows on the
+    rest days."""
     if not rest_days:
         return "FALSE"
-    return f"({_within(sql, 'v.hour', _spans(rest_days, query.start, query.end))})"
+    return f"({_within(sql, column, _spans(rest_days, query.start, query.end))})"
 
 
 def _begun_on(rest_days: list[date]) -> set[date]:
@@ -147,7 +153,8 @@ async def fetch(
         not_counted = _begun_outside(sql, inner, rest_days)
     else:
         not_counted = _uncounted(sql, inner, rest_days, site)
-    rest = f"{_in_rest(sql, query, rest_days)} AND {not_counted}"
+    hour = "e.ts" if query.dimensions and query.dimensions[0] in EVENT_VALUES else "v.hour"
+    rest = f"{_in_rest(sql, query, rest_days, hour)} AND {not_counted}"
     if query.dimensions:
         text = _per_value(sql, query, tier, site, rest, sorted(inner))
     else:
@@ -195,8 +202,9 @@ def _begun_outside(sql: Params, inner: set[date], rest_days: list[date]) -> str:
     return f"({_on_days(sql, 'i.ts', began)})" if began else "FALSE"
 
 
-# The attributes read from the session's initial row (the exit page comes from its rows).
-_JOINED = frozenset(ATTRIBUTES) - {"visit:exit_page"}
+# The dimensions whose rows join their session's initial row (the exit page comes from its
+# rows alone).
+_JOINED = (frozenset(ATTRIBUTES) - {"visit:exit_page"}) | frozenset(EVENT_VALUES)
 
 
 def _per_value(
@@ -207,7 +215,8 @@ def _per_value(
         # As visit_sql: the last page view of the session's rows in the range, no join.
         rows = f"""
 r AS (
-    SELECT v.session_id, {VISITOR[tier]} AS visitor, v.exit_ts, v.exit_page AS hour_exit_page
+    SELECT v.session_id, {VISITOR[tier]} AS visitor, v.pageviews, v.events, v.exit_ts,
+           v.exit_page AS hour_exit_page
     FROM visit_hours v
     WHERE v.site_id = {site} AND {rest}
 ),
@@ -216,13 +225,26 @@ exits AS (
     WHERE exit_ts IS NOT NULL ORDER BY session_id, exit_ts DESC, hour_exit_page DESC
 ),
 e AS (
-    SELECT r.session_id, r.visitor, x.exit_page AS value
+    SELECT r.session_id, r.visitor, x.exit_page AS value, r.pageviews, r.events
     FROM r LEFT JOIN exits x ON x.session_id = r.session_id
+)"""
+    elif dimension in EVENT_VALUES:
+        # The events of the rest, each joined to its session's initial row (whose day says
+        # whether an inner day counts it), as the cards join them.
+        rows = f"""
+e AS (
+    SELECT e.session_id, {EVENT_VISITOR[tier]} AS visitor, e.{EVENT_VALUES[dimension]} AS value,
+           CASE WHEN e.name = 'pageview' THEN 1 ELSE 0 END AS pageviews, 1 AS events
+    FROM events e
+    JOIN initial_events i ON i.site_id = e.site_id AND i.session_id = e.session_id
+      AND i.site_id = {site}
+    WHERE e.site_id = {site} AND {rest}
 )"""
     else:
         rows = f"""
 e AS (
-    SELECT v.session_id, {VISITOR[tier]} AS visitor, i.{ATTRIBUTES[dimension]} AS value
+    SELECT v.session_id, {VISITOR[tier]} AS visitor, i.{ATTRIBUTES[dimension]} AS value,
+           v.pageviews, v.events
     FROM visit_hours v
     JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
       AND i.site_id = {site}
@@ -231,10 +253,13 @@ e AS (
     counted = "visits" if tier is Tier.BANNER_FREE else "visitors"
     return f"""
 WITH {rows}
-SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits FROM (
-    SELECT value AS d0, {counted} AS visitors, visits FROM visit_day_values
+SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits,
+       sum(pageviews)::bigint AS pageviews, sum(events)::bigint AS events FROM (
+    SELECT value AS d0, {counted} AS visitors, visits, pageviews, events FROM visit_day_values
     WHERE site_id = {site} AND dimension = {sql.add(dimension)}
       AND day = ANY({sql.add(days)}::date[])
     UNION ALL
-    SELECT value, count(DISTINCT visitor), count(DISTINCT session_id) FROM e GROUP BY value
+    SELECT value, count(DISTINCT visitor), count(DISTINCT session_id), sum(pageviews),
+           sum(events)
+    FROM e GROUP BY value
 ) t GROUP BY d0"""

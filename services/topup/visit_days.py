@@ -1,7 +1,8 @@
 """`visit_days` (migration 0005): per site and closed UTC day, the visit totals of the sessions
-that began that day, and `visit_day_values` (0006): their visitors and visits per value of each
-visit attribute. The top stats and the cards add these up instead of grouping every session
-of the range again (`query/visit_days_sql.py`).
+that began that day, and `visit_day_values` (0006, 0008): their visitors, visits, page views and
+events per value of each visit attribute, and per page and event name they had an event on. The
+top stats and the cards add these up instead of grouping every session of the range again
+(`query/visit_days_sql.py`).
 
 What makes the sums exact (and what the builder checks before it calls a day exact):
 - a session's rows lie in the day it began and the next (its key names that day: process
@@ -25,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
+from topup.local_days import EVENT_VALUES
 from topup.site_lock import lock_sites
 
 # Day d is closed from d + 2 days + 2 hours: its sessions' rows end at d + 2 days, and Firehose
@@ -86,7 +88,7 @@ WITH began AS (
     SELECT * FROM initial_events WHERE site_id = $1 AND ts >= $2 AND ts < $2 + interval '1 day'
 ),
 r AS (
-    SELECT v.session_id, v.visitor, v.exit_ts, v.exit_page
+    SELECT v.session_id, v.visitor, v.pageviews, v.events, v.exit_ts, v.exit_page
     FROM visit_hours v JOIN began b ON b.session_id = v.session_id
     WHERE v.site_id = $1 AND v.hour >= $2 AND v.hour < $2 + interval '2 days'
 ),
@@ -95,12 +97,31 @@ x AS (  -- each session's last page view
            CASE WHEN exit_ts IS NOT NULL THEN exit_page END AS exit_page
     FROM r ORDER BY session_id, exit_ts DESC NULLS LAST, exit_page DESC
 )
-INSERT INTO visit_day_values (site_id, day, dimension, value, visitors, visits)
+INSERT INTO visit_day_values (site_id, day, dimension, value, visitors, visits, pageviews,
+                              events)
 SELECT $1, $2::date, a.dimension, a.value, count(DISTINCT r.visitor),
-       count(DISTINCT r.session_id)
+       count(DISTINCT r.session_id), sum(r.pageviews), sum(r.events)
 FROM r JOIN began b ON b.session_id = r.session_id JOIN x ON x.session_id = r.session_id
 CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', {c})" for d, c in ATTRIBUTES.items())})
     AS a(dimension, value)
+GROUP BY a.dimension, a.value
+"""
+
+# The event dimensions' values (`EVENT_VALUES`: page, event name) get per-day totals too: a
+# session counts for each page (event name) it had an event on.
+_BUILD_EVENT_VALUES = f"""
+WITH began AS (
+    SELECT DISTINCT session_id FROM initial_events
+    WHERE site_id = $1 AND ts >= $2 AND ts < $2 + interval '1 day'
+)
+INSERT INTO visit_day_values (site_id, day, dimension, value, visitors, visits, pageviews,
+                              events)
+SELECT $1, $2::date, a.dimension, a.value, count(DISTINCT coalesce(e.visitor_id, e.session_id)),
+       count(DISTINCT e.session_id), count(*) FILTER (WHERE e.name = 'pageview'), count(*)
+FROM events e JOIN began b ON b.session_id = e.session_id
+CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', e.{c})" for d, c in EVENT_VALUES.items())})
+    AS a(dimension, value)
+WHERE e.site_id = $1 AND e.ts >= $2 AND e.ts < $2 + interval '2 days'
 GROUP BY a.dimension, a.value
 """
 
@@ -137,6 +158,7 @@ async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, day: date) -> 
         )
         if row["exact"]:
             await conn.execute(_BUILD_VALUES, site_id, midnight(day))
+            await conn.execute(_BUILD_EVENT_VALUES, site_id, midnight(day))
         return bool(row["exact"])
 
 

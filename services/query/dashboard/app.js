@@ -260,7 +260,7 @@ async function renderCards() {
 async function fillCard(list, dimension, events) {
   list.replaceChildren(el('li', { class: 'muted', text: 'Loading…' }));
   const filters = events ? [...view().filters, ['is_not', 'event:name', ['pageview']]] : view().filters;
-  const metric = dimension === 'event:page' ? 'pageviews' : events ? 'events' : 'visitors';
+  const metric = events ? 'events' : 'visitors'; // top pages too: visitors, as Plausible counts them
   const answer = await api('/api/query', { method: 'POST', body: JSON.stringify({
     site_id: state.site.id, date_range: dateRange(view()), filters, metrics: [metric],
     dimensions: [dimension], pagination: { limit: 9 } }) });
