@@ -53,6 +53,10 @@ async def built(env):  # noqa: F811
         event(env["site"].id, f"https://example.com/{n}", session=f"night-{days}",
               ip=f"203.0.113.{days}", at=midnight - timedelta(days=days, minutes=minutes))
         for days in range(32) for n, minutes in enumerate((5, -5, -20, -330))
+    ] + [  # begun before 23:00 UTC (a Berlin range's start), its next event after midnight
+        event(env["site"].id, f"https://example.com/late/{n}", session=f"late-{days}",
+              ip=f"203.0.113.{days + 100}", at=midnight - timedelta(days=days, minutes=minutes))
+        for days in range(32) for n, minutes in enumerate((90, -30))
     ]  # fmt: skip
     await store(env["url"], crossing)
     conn = await connect(env["url"])
@@ -109,9 +113,30 @@ def _values(q, rows):
 @pytest.mark.parametrize("zone", [ZONE, "America/New_York"])
 @pytest.mark.parametrize("tier", [Tier.BANNER_FREE, Tier.PRIVACY_POLICY])
 @pytest.mark.parametrize("dimension", sorted(visit_days.ATTRIBUTES))
-async def test_values_totals_answer_as_the_summaries_do(built, dimension, tier, zone):
-    body = {"metrics": PER_VALUE, "date_range": "30d", "dimensions": [dimension]}
+@pytest.mark.parametrize("metrics", [PER_VALUE, ["visitors", "visits"]])
+async def test_values_totals_answer_as_the_summaries_do(built, metrics, dimension, tier, zone):
+    """Visitors and visits alone (the cards) count the rest's sessions begun inside the range
+    from their initial rows; with page views, from their rows."""
+    body = {"metrics": metrics, "date_range": "30d", "dimensions": [dimension]}
     await _same_values(built, _query(built["site"], body, tier, zone), tier, visit_sql.build)
+
+
+@pytest.mark.parametrize("zone", [ZONE, "UTC", "America/New_York", "Pacific/Kiritimati"])
+@pytest.mark.parametrize("tier", [Tier.BANNER_FREE, Tier.PRIVACY_POLICY])
+@pytest.mark.parametrize("dimension", ["visit:country", "visit:entry_page"])
+@pytest.mark.parametrize(
+    "date_range",
+    [*RANGES, "day", [f"{NOW.date() - timedelta(days=9)}T05:00:00", f"{NOW.date()}T03:00:00"]],
+)
+async def test_cards_answer_as_the_summaries_do_for_every_range(
+    built, date_range, dimension, tier, zone
+):
+    body = {"metrics": ["visitors", "visits"], "date_range": date_range, "dimensions": [dimension]}
+    q = _query(built["site"], body, tier, zone)
+    young = date_range == "day" or (
+        date_range == "month" and q.first_day > q.last_day - timedelta(days=4)
+    )
+    await _same_values(built, q, tier, visit_sql.build, young)
 
 
 @pytest.mark.parametrize("zone", [ZONE, "UTC", "America/New_York"])

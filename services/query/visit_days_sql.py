@@ -85,14 +85,19 @@ def _inner_span(query: StatsQuery) -> tuple[date, date]:
     return first, (query.end - 2 * _DAY).date()
 
 
-def _rest_days(query: StatsQuery, inner: set[date]) -> list[date]:
-    """The range's UTC days whose rows are not all counted by inner days."""
+def _range_days(query: StatsQuery) -> list[date]:
+    """The UTC days the range touches."""
     days = []
     day = query.start.date()
     while midnight(day) < query.end:
         days.append(day)
         day += _DAY
-    return [h for h in days if not (h in inner and h - _DAY in inner)]
+    return days
+
+
+def _rest_days(query: StatsQuery, inner: set[date]) -> list[date]:
+    """The range's UTC days whose rows are not all counted by inner days."""
+    return [h for h in _range_days(query) if not (h in inner and h - _DAY in inner)]
 
 
 def _in_rest(sql: Params, query: StatsQuery, rest_days: list[date], column: str) -> str:
@@ -149,6 +154,13 @@ async def fetch(
     site = sql.add(site_id)
     inner = {r["day"] for r in built}
     rest_days = _rest_days(query, inner)
+    if (
+        query.dimensions
+        and query.dimensions[0] in _ON_INITIAL_ROW
+        and set(query.metrics) <= _DISTINCT
+    ):
+        text, values = sql.finish(_visits_per_value(sql, query, tier, site, inner, rest_days))
+        return list(await conn.fetch(text, *values))
     if query.dimensions and query.dimensions[0] in _JOINED:
         not_counted = _begun_outside(sql, inner, rest_days)
     else:
@@ -202,9 +214,60 @@ def _begun_outside(sql: Params, inner: set[date], rest_days: list[date]) -> str:
     return f"({_on_days(sql, 'i.ts', began)})" if began else "FALSE"
 
 
-# The dimensions whose rows join their session's initial row (the exit page comes from its
-# rows alone).
-_JOINED = (frozenset(ATTRIBUTES) - {"visit:exit_page"}) | frozenset(EVENT_VALUES)
+# The attributes the session's initial row holds (the exit page comes from its rows), and the
+# dimensions whose rest rows join that row.
+_ON_INITIAL_ROW = frozenset(ATTRIBUTES) - {"visit:exit_page"}
+_JOINED = _ON_INITIAL_ROW | frozenset(EVENT_VALUES)
+# The initial row's visitor, as visit_hours counts its session's (a session keeps the visitor id
+# it began with).
+_INITIAL_VISITOR = {
+    Tier.BANNER_FREE: "i.session_id",
+    Tier.PRIVACY_POLICY: "coalesce(i.visitor_id, i.session_id)",
+}
+
+
+def _visits_per_value(
+    sql: Params, query: StatsQuery, tier: Tier, site: str, inner: set[date], rest_days: list[date]
+) -> str:
+    """Visitors and visits per value of an attribute of the initial row, without the rest's
+    visit_hours rows where they are not needed: a session the rest counts that began inside the
+    range has its first event there, so its initial row alone counts it. Only the sessions begun
+    before the range are found through their rows in it, which lie in its first two UTC days
+    (`i.ts < start` only keeps that join small: the counts are distinct). `visit_sql` joins no
+    session begun after the range's end."""
+    column = ATTRIBUTES[query.dimensions[0]]
+    start, end = sql.add(query.start), sql.add(query.end)
+    parts = []
+    began_inside = [d for d in _range_days(query) if d not in inner]
+    if began_inside:
+        parts.append(f"""
+    SELECT i.session_id, {_INITIAL_VISITOR[tier]} AS visitor, i.{column} AS value
+    FROM initial_events i
+    WHERE i.site_id = {site} AND i.ts >= {start}::timestamptz AND i.ts < {end}::timestamptz
+      AND ({_on_days(sql, "i.ts", began_inside)})""")
+    first_days = [h for h in rest_days if h <= query.start.date() + _DAY]
+    began_before = sorted(_begun_on(first_days) - inner)
+    if began_before:
+        parts.append(f"""
+    SELECT v.session_id, {VISITOR[tier]}, i.{column}
+    FROM visit_hours v
+    JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
+      AND i.site_id = {site}
+    WHERE v.site_id = {site} AND {_in_rest(sql, query, first_days, "v.hour")}
+      AND ({_on_days(sql, "i.ts", began_before)}) AND i.ts < {start}::timestamptz""")
+    if not parts:
+        parts.append("SELECT NULL::bigint, NULL::bigint, NULL::text WHERE false")
+    counted = "visits" if tier is Tier.BANNER_FREE else "visitors"
+    return f"""
+WITH e (session_id, visitor, value) AS ({" UNION ALL".join(parts)}
+)
+SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits FROM (
+    SELECT value AS d0, {counted} AS visitors, visits FROM visit_day_values
+    WHERE site_id = {site} AND dimension = {sql.add(query.dimensions[0])}
+      AND day = ANY({sql.add(sorted(inner))}::date[])
+    UNION ALL
+    SELECT value, count(DISTINCT visitor), count(DISTINCT session_id) FROM e GROUP BY value
+) t GROUP BY d0"""
 
 
 def _per_value(
