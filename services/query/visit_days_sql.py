@@ -257,17 +257,10 @@ def _visits_per_value(
       AND ({_on_days(sql, "i.ts", began_before)}) AND i.ts < {start}::timestamptz""")
     if not parts:
         parts.append("SELECT NULL::bigint, NULL::bigint, NULL::text WHERE false")
-    counted = "visits" if tier is Tier.BANNER_FREE else "visitors"
-    return f"""
-WITH e (session_id, visitor, value) AS ({" UNION ALL".join(parts)}
-)
-SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits FROM (
-    SELECT value AS d0, {counted} AS visitors, visits FROM visit_day_values
-    WHERE site_id = {site} AND dimension = {sql.add(query.dimensions[0])}
-      AND day = ANY({sql.add(sorted(inner))}::date[])
-    UNION ALL
-    SELECT value, count(DISTINCT visitor), count(DISTINCT session_id) FROM e GROUP BY value
-) t GROUP BY d0"""
+    rows = f"""
+e (session_id, visitor, value) AS ({" UNION ALL".join(parts)}
+)"""
+    return _added_to_the_days(sql, query, tier, site, rows, sorted(inner), _DISTINCT)
 
 
 def _per_value(
@@ -313,16 +306,37 @@ e AS (
       AND i.site_id = {site}
     WHERE v.site_id = {site} AND {rest}
 )"""
-    counted = "visits" if tier is Tier.BANNER_FREE else "visitors"
+    return _added_to_the_days(sql, query, tier, site, rows, days, PER_VALUE)
+
+
+# How the rest's rows (`e`) give each value's metric.
+_OF_THE_REST = {
+    "visitors": "count(DISTINCT visitor)",
+    "visits": "count(DISTINCT session_id)",
+    "pageviews": "sum(pageviews)",
+    "events": "sum(events)",
+}
+
+
+def _added_to_the_days(
+    sql: Params,
+    query: StatsQuery,
+    tier: Tier,
+    site: str,
+    rows: str,
+    days: list[date],
+    metrics: frozenset[str],
+) -> str:
+    """Per value, the inner days' totals plus the rest's (the CTEs `rows`, ending in `e`)."""
+    names = sorted(metrics)
+    of_days = ["visits" if m == "visitors" and tier is Tier.BANNER_FREE else m for m in names]
     return f"""
 WITH {rows}
-SELECT d0, sum(visitors)::bigint AS visitors, sum(visits)::bigint AS visits,
-       sum(pageviews)::bigint AS pageviews, sum(events)::bigint AS events FROM (
-    SELECT value AS d0, {counted} AS visitors, visits, pageviews, events FROM visit_day_values
-    WHERE site_id = {site} AND dimension = {sql.add(dimension)}
+SELECT d0, {", ".join(f"sum({m})::bigint AS {m}" for m in names)} FROM (
+    SELECT value AS d0, {", ".join(f"{c} AS {m}" for c, m in zip(of_days, names, strict=True))}
+    FROM visit_day_values
+    WHERE site_id = {site} AND dimension = {sql.add(query.dimensions[0])}
       AND day = ANY({sql.add(days)}::date[])
     UNION ALL
-    SELECT value, count(DISTINCT visitor), count(DISTINCT session_id), sum(pageviews),
-           sum(events)
-    FROM e GROUP BY value
+    SELECT value, {", ".join(_OF_THE_REST[m] for m in names)} FROM e GROUP BY value
 ) t GROUP BY d0"""

@@ -12,9 +12,9 @@
 -- The days built before this migration lack the new rows and columns: they are deleted here,
 -- and the next `topup maintain` builds them again (until then the ordinary path answers).
 
-ALTER TABLE visit_day_values
-    ADD COLUMN pageviews bigint NOT NULL DEFAULT 0,
-    ADD COLUMN events    bigint NOT NULL DEFAULT 0;
-
 DELETE FROM visit_day_values;
 DELETE FROM visit_days;
+
+ALTER TABLE visit_day_values
+    ADD COLUMN pageviews bigint NOT NULL,
+    ADD COLUMN events    bigint NOT NULL;
