@@ -285,3 +285,30 @@ async def test_a_day_with_rows_of_no_known_session_is_not_exact(built):
         assert totals == summaries
     finally:
         await conn.close()
+
+
+async def test_the_rest_counts_an_event_of_no_known_session_on_a_page_as_the_events_do(built):
+    """The page values' rest leaves out the sessions an inner day counts (an anti join); an
+    event whose session has no initial row still counts, as the events SQL counts it."""
+    site = built["site"]
+    conn = await connect(built["url"])
+    try:
+        await conn.execute(
+            """INSERT INTO events (event_id, site_id, ts, session_id, visitor_id, name, hostname,
+                                   pathname)
+               VALUES ('00000000-0000-0000-0000-0000000000e1', $1, $2, 43, 43, 'pageview',
+                       'example.com', '/orphan')""",
+            site.id,
+            NOW - timedelta(hours=1),
+        )
+        body = {"metrics": PER_VALUE, "date_range": "7d", "dimensions": ["event:page"]}
+        q = _query(site, body, site.tier, ZONE)
+        totals = await visit_days_sql.fetch(conn, q, site.id, site.tier)
+        assert totals is not None and "'/orphan'" in {repr(r["d0"]) for r in totals}
+        events = await conn.fetch(*_flat(stats_sql.build(q, site.id, site.tier)))
+        assert _values(q, totals) == _values(q, events)
+    finally:
+        await conn.execute(
+            "DELETE FROM events WHERE event_id = '00000000-0000-0000-0000-0000000000e1'"
+        )
+        await conn.close()

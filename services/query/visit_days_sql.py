@@ -119,9 +119,11 @@ def _on_days(sql: Params, column: str, days: list[date]) -> str:
     return _within(sql, column, _spans(days, midnight(days[0]), midnight(days[-1] + _DAY)))
 
 
-def _uncounted(sql: Params, inner: set[date], rest_days: list[date], site: str) -> str:
-    """The condition on `visit_hours v` leaving out the sessions an inner day counts: those
-    begun on an inner day that can have rows in the rest."""
+def _uncounted(
+    sql: Params, inner: set[date], rest_days: list[date], site: str, rows: str = "v"
+) -> str:
+    """The condition on the rest's rows (`visit_hours v`, `events e`) leaving out the sessions
+    an inner day counts: those begun on an inner day that can have rows in the rest."""
     counted = sorted(_begun_on(rest_days) & inner)
     if not counted:
         return "TRUE"
@@ -131,7 +133,7 @@ def _uncounted(sql: Params, inner: set[date], rest_days: list[date], site: str) 
     # fit in work_mem (measured on 2M events: 89 ms → 17 s with a small work_mem).
     return f"""NOT EXISTS (
               SELECT 1 FROM initial_events c
-              WHERE c.site_id = {site} AND c.session_id = v.session_id AND ({began}))"""
+              WHERE c.site_id = {site} AND c.session_id = {rows}.session_id AND ({began}))"""
 
 
 async def fetch(
@@ -154,18 +156,16 @@ async def fetch(
     site = sql.add(site_id)
     inner = {r["day"] for r in built}
     rest_days = _rest_days(query, inner)
-    if (
-        query.dimensions
-        and query.dimensions[0] in _ON_INITIAL_ROW
-        and set(query.metrics) <= _DISTINCT
-    ):
+    dimension = query.dimensions[0] if query.dimensions else None
+    if dimension in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
         text, values = sql.finish(_visits_per_value(sql, query, tier, site, inner, rest_days))
         return list(await conn.fetch(text, *values))
-    if query.dimensions and query.dimensions[0] in _JOINED:
+    # The rest's rows: events (`e`) for pages and names, else visit_hours (`v`).
+    rows, hour = ("e", "e.ts") if dimension in EVENT_VALUES else ("v", "v.hour")
+    if dimension in _ON_INITIAL_ROW:
         not_counted = _begun_outside(sql, inner, rest_days)
     else:
-        not_counted = _uncounted(sql, inner, rest_days, site)
-    hour = "e.ts" if query.dimensions and query.dimensions[0] in EVENT_VALUES else "v.hour"
+        not_counted = _uncounted(sql, inner, rest_days, site, rows)
     rest = f"{_in_rest(sql, query, rest_days, hour)} AND {not_counted}"
     if query.dimensions:
         text = _per_value(sql, query, tier, site, rest, sorted(inner))
@@ -214,10 +214,9 @@ def _begun_outside(sql: Params, inner: set[date], rest_days: list[date]) -> str:
     return f"({_on_days(sql, 'i.ts', began)})" if began else "FALSE"
 
 
-# The attributes the session's initial row holds (the exit page comes from its rows), and the
-# dimensions whose rest rows join that row.
+# The attributes the session's initial row holds (the exit page comes from its rows): the rest's
+# rows join that row.
 _ON_INITIAL_ROW = frozenset(ATTRIBUTES) - {"visit:exit_page"}
-_JOINED = _ON_INITIAL_ROW | frozenset(EVENT_VALUES)
 # The initial row's visitor, as visit_hours counts its session's (a session keeps the visitor id
 # it began with).
 _INITIAL_VISITOR = {
@@ -285,15 +284,13 @@ e AS (
     FROM r LEFT JOIN exits x ON x.session_id = r.session_id
 )"""
     elif dimension in EVENT_VALUES:
-        # The events of the rest, each joined to its session's initial row (whose day says
-        # whether an inner day counts it), as the cards join them.
+        # The events of the rest but those of sessions an inner day counts (as the events SQL,
+        # no join: an event without a session's initial row counts too).
         rows = f"""
 e AS (
     SELECT e.session_id, {EVENT_VISITOR[tier]} AS visitor, e.{EVENT_VALUES[dimension]} AS value,
            CASE WHEN e.name = 'pageview' THEN 1 ELSE 0 END AS pageviews, 1 AS events
     FROM events e
-    JOIN initial_events i ON i.site_id = e.site_id AND i.session_id = e.session_id
-      AND i.site_id = {site}
     WHERE e.site_id = {site} AND {rest}
 )"""
     else:
