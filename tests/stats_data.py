@@ -158,6 +158,17 @@ class Truth:
             r["exit_page"] = last_page.get(r["session_id"], (None, None))[1]
         return rows
 
+    def visitors_and_pageviews(
+        self, rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+    ) -> dict[Any, list[int]]:
+        """Per key of the rows: [distinct visitors, page views]."""
+        visitors: dict[Any, set[str]] = defaultdict(set)
+        pageviews: dict[Any, int] = defaultdict(int)
+        for r in rows:
+            visitors[key(r)].add(self.visitor(r))
+            pageviews[key(r)] += r["name"] == "pageview"
+        return {k: [len(who), pageviews[k]] for k, who in visitors.items()}
+
     def aggregate(
         self, rows: list[dict[str, Any]], all_rows: list[dict[str, Any]]
     ) -> dict[str, Any]:

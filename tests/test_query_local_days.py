@@ -174,11 +174,8 @@ async def test_the_api_graph_answers_ground_truth_from_the_local_days(graph):
     start = datetime.combine(today - timedelta(days=6), time(), ZoneInfo(ZONE)).astimezone(UTC)
     end = datetime.combine(today + timedelta(days=1), time(), ZoneInfo(ZONE)).astimezone(UTC)
     truth: Truth = graph["truth"]
-    visitors, pageviews = defaultdict(set), defaultdict(int)
-    for r in truth.in_range(start, end):
-        visitors[local_day(r["ts"], ZONE)].add(truth.visitor(r))
-        pageviews[local_day(r["ts"], ZONE)] += r["name"] == "pageview"
-    expected = {day: [len(who), pageviews[day]] for day, who in visitors.items()}
+    rows = truth.in_range(start, end)
+    expected = truth.visitors_and_pageviews(rows, lambda r: local_day(r["ts"], ZONE))
     body = {"metrics": ["visitors", "pageviews"], "dimensions": ["time:day"], "date_range": "7d"}
     answer = await query(graph, **body)
     assert {r["dimensions"][0]: r["metrics"] for r in answer["results"]} == expected
@@ -196,7 +193,10 @@ async def test_the_api_graph_answers_ground_truth_from_the_local_days(graph):
     finally:
         await conn.close()
     got = {r["dimensions"][0]: r["metrics"] for r in answer["results"]}
-    assert got[day.isoformat()] == [expected[day.isoformat()][0], pageviews[day.isoformat()] + 1000]
+    assert got[day.isoformat()] == [
+        expected[day.isoformat()][0],
+        expected[day.isoformat()][1] + 1000,
+    ]
 
 
 async def test_the_api_cards_answer_ground_truth_from_the_local_days(graph):

@@ -174,12 +174,8 @@ async def test_top_pages_by_visitors_answer_ground_truth_from_the_day_totals(bui
     changed and the answer moves (the day totals are read)."""
     today = NOW.astimezone(ZoneInfo(ZONE)).date()
     start, end = day_bounds(today - timedelta(days=29), today)
-    visitors: dict[str, set[str]] = {}
-    pageviews: dict[str, int] = {}
-    for r in built["truth"].in_range(start, end):
-        visitors.setdefault(r["pathname"], set()).add(built["truth"].visitor(r))
-        pageviews[r["pathname"]] = pageviews.get(r["pathname"], 0) + (r["name"] == "pageview")
-    expected = {page: [len(who), pageviews[page]] for page, who in visitors.items()}
+    truth = built["truth"]
+    expected = truth.visitors_and_pageviews(truth.in_range(start, end), lambda r: r["pathname"])
     body = {"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"], "date_range": "30d"}
     answer = await query(built, **body)
     assert {r["dimensions"][0]: r["metrics"] for r in answer["results"]} == expected

@@ -217,6 +217,15 @@ def _begun_outside(sql: Params, inner: set[date], rest_days: list[date]) -> str:
 # The attributes the session's initial row holds (the exit page comes from its rows): the rest's
 # rows join that row.
 _ON_INITIAL_ROW = frozenset(ATTRIBUTES) - {"visit:exit_page"}
+
+
+def _initial_row(site: str) -> str:
+    """The join of a `visit_hours v` row to its session's initial row `i`."""
+    return f"""
+    JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
+      AND i.site_id = {site}"""
+
+
 # The initial row's visitor, as visit_hours counts its session's (a session keeps the visitor id
 # it began with).
 _INITIAL_VISITOR = {
@@ -249,9 +258,7 @@ def _visits_per_value(
     if began_before:
         parts.append(f"""
     SELECT v.session_id, {VISITOR[tier]}, i.{column}
-    FROM visit_hours v
-    JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
-      AND i.site_id = {site}
+    FROM visit_hours v{_initial_row(site)}
     WHERE v.site_id = {site} AND {_in_rest(sql, query, first_days, "v.hour")}
       AND ({_on_days(sql, "i.ts", began_before)}) AND i.ts < {start}::timestamptz""")
     if not parts:
@@ -298,9 +305,7 @@ e AS (
 e AS (
     SELECT v.session_id, {VISITOR[tier]} AS visitor, i.{ATTRIBUTES[dimension]} AS value,
            v.pageviews, v.events
-    FROM visit_hours v
-    JOIN initial_events i ON i.site_id = v.site_id AND i.session_id = v.session_id
-      AND i.site_id = {site}
+    FROM visit_hours v{_initial_row(site)}
     WHERE v.site_id = {site} AND {rest}
 )"""
     return _added_to_the_days(sql, query, tier, site, rows, days)
