@@ -156,26 +156,28 @@ async def fetch(
     site = sql.add(site_id)
     inner = {r["day"] for r in built}
     rest_days = _rest_days(query, inner)
-    dimension = query.dimensions[0] if query.dimensions else None
-    if dimension in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
-        text, values = sql.finish(_visits_per_value(sql, query, tier, site, inner, rest_days))
-        return list(await conn.fetch(text, *values))
-    # The rest's rows: events (`e`) for pages and names, else visit_hours (`v`).
-    rows, hour = ("e", "e.ts") if dimension in EVENT_VALUES else ("v", "v.hour")
-    if dimension in _ON_INITIAL_ROW:
-        not_counted = _begun_outside(sql, inner, rest_days)
+    if not query.dimensions:
+        text = _totals(sql, query, tier, site, built, rest_days)
+    elif query.dimensions[0] in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
+        text = _visits_per_value(sql, query, tier, site, inner, rest_days)
     else:
-        not_counted = _uncounted(sql, inner, rest_days, site, rows)
-    rest = f"{_in_rest(sql, query, rest_days, hour)} AND {not_counted}"
-    if query.dimensions:
-        text = _per_value(sql, query, tier, site, rest, sorted(inner))
-    else:
-        text = _totals(sql, tier, site, rest, built)
+        text = _per_value(sql, query, tier, site, inner, rest_days)
     text, values = sql.finish(text)
     return list(await conn.fetch(text, *values))
 
 
-def _totals(sql: Params, tier: Tier, site: str, rest: str, built: list[asyncpg.Record]) -> str:
+def _totals(
+    sql: Params,
+    query: StatsQuery,
+    tier: Tier,
+    site: str,
+    built: list[asyncpg.Record],
+    rest_days: list[date],
+) -> str:
+    inner = {r["day"] for r in built}
+    rest = (
+        f"{_in_rest(sql, query, rest_days, 'v.hour')} AND {_uncounted(sql, inner, rest_days, site)}"
+    )
     totals = {k: sum(r[k] for r in built) for k in ("visits", "pageviews", "events", "bounces")}
     totals["visitors"] = sum(r["visits" if tier is Tier.BANNER_FREE else "visitors"] for r in built)
     duration = sum(r["duration"] for r in built)
@@ -226,14 +228,6 @@ def _initial_row(site: str) -> str:
       AND i.site_id = {site}"""
 
 
-# The initial row's visitor, as visit_hours counts its session's (a session keeps the visitor id
-# it began with).
-_INITIAL_VISITOR = {
-    Tier.BANNER_FREE: "i.session_id",
-    Tier.PRIVACY_POLICY: "coalesce(i.visitor_id, i.session_id)",
-}
-
-
 def _visits_per_value(
     sql: Params, query: StatsQuery, tier: Tier, site: str, inner: set[date], rest_days: list[date]
 ) -> str:
@@ -249,10 +243,10 @@ def _visits_per_value(
     began_inside = [d for d in _range_days(query) if d not in inner]
     if began_inside:
         parts.append(f"""
-    SELECT i.session_id, {_INITIAL_VISITOR[tier]} AS visitor, i.{column} AS value
-    FROM initial_events i
-    WHERE i.site_id = {site} AND i.ts >= {start}::timestamptz AND i.ts < {end}::timestamptz
-      AND ({_on_days(sql, "i.ts", began_inside)})""")
+    SELECT e.session_id, {EVENT_VISITOR[tier]} AS visitor, e.{column} AS value
+    FROM initial_events e  -- read as the session's first event, whose visitor it keeps
+    WHERE e.site_id = {site} AND e.ts >= {start}::timestamptz AND e.ts < {end}::timestamptz
+      AND ({_on_days(sql, "e.ts", began_inside)})""")
     first_days = [h for h in rest_days if h <= query.start.date() + _DAY]
     began_before = sorted(_begun_on(first_days) - inner)
     if began_before:
@@ -270,9 +264,16 @@ e (session_id, visitor, value) AS ({" UNION ALL".join(parts)}
 
 
 def _per_value(
-    sql: Params, query: StatsQuery, tier: Tier, site: str, rest: str, days: list[date]
+    sql: Params, query: StatsQuery, tier: Tier, site: str, inner: set[date], rest_days: list[date]
 ) -> str:
     dimension = query.dimensions[0]
+    # The rest's rows: events (`e`) for pages and names, else visit_hours (`v`).
+    rows, hour = ("e", "e.ts") if dimension in EVENT_VALUES else ("v", "v.hour")
+    if dimension in _ON_INITIAL_ROW:
+        not_counted = _begun_outside(sql, inner, rest_days)
+    else:
+        not_counted = _uncounted(sql, inner, rest_days, site, rows)
+    rest = f"{_in_rest(sql, query, rest_days, hour)} AND {not_counted}"
     if dimension == "visit:exit_page":
         # As visit_sql: the last page view of the session's rows in the range, no join.
         rows = f"""
@@ -308,7 +309,7 @@ e AS (
     FROM visit_hours v{_initial_row(site)}
     WHERE v.site_id = {site} AND {rest}
 )"""
-    return _added_to_the_days(sql, query, tier, site, rows, days)
+    return _added_to_the_days(sql, query, tier, site, rows, sorted(inner))
 
 
 # The distinct counts of the rest's rows (`e`): the column each counts.

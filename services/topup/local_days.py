@@ -57,13 +57,16 @@ ON CONFLICT (site_id, zone, day) DO UPDATE SET
 
 # The event dimensions whose values get per-day counts: the Stats API's name → events' column.
 EVENT_VALUES = {"event:page": "pathname", "event:name": "name"}
+# Each event `e` as one row (dimension, value) per event dimension, to group values by.
+EVENT_VALUE_ROWS = f"""CROSS JOIN LATERAL (
+    VALUES {", ".join(f"('{d}', e.{c})" for d, c in EVENT_VALUES.items())}
+) AS a(dimension, value)"""
 
 _BUILD_VALUES = f"""
 INSERT INTO local_day_values (site_id, zone, day, dimension, value, pageviews, events)
 SELECT $1, $2, $3, a.dimension, a.value, count(*) FILTER (WHERE e.name = 'pageview'), count(*)
 FROM events e
-CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', e.{c})" for d, c in EVENT_VALUES.items())})
-    AS a(dimension, value)
+{EVENT_VALUE_ROWS}
 WHERE e.site_id = $1 AND e.ts >= {_DAY_BEGINS} AND e.ts < {_DAY_ENDS}
 GROUP BY a.dimension, a.value
 """

@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
-from topup.local_days import EVENT_VALUES
+from topup.local_days import EVENT_VALUE_ROWS
 from topup.site_lock import lock_sites
 
 # Day d is closed from d + 2 days + 2 hours: its sessions' rows end at d + 2 days, and Firehose
@@ -107,8 +107,8 @@ CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', {c})" for d, c in ATTRIBUTES.ite
 GROUP BY a.dimension, a.value
 """
 
-# The event dimensions' values (`EVENT_VALUES`: page, event name) get per-day totals too: a
-# session counts for each page (event name) it had an event on.
+# The event dimensions' values (page, event name: `EVENT_VALUE_ROWS`) get per-day totals too:
+# a session counts for each page (event name) it had an event on.
 _BUILD_EVENT_VALUES = f"""
 WITH began AS (
     SELECT DISTINCT session_id FROM initial_events
@@ -119,8 +119,7 @@ INSERT INTO visit_day_values (site_id, day, dimension, value, visitors, visits, 
 SELECT $1, $2::date, a.dimension, a.value, count(DISTINCT coalesce(e.visitor_id, e.session_id)),
        count(DISTINCT e.session_id), count(*) FILTER (WHERE e.name = 'pageview'), count(*)
 FROM events e JOIN began b ON b.session_id = e.session_id
-CROSS JOIN LATERAL (VALUES {", ".join(f"('{d}', e.{c})" for d, c in EVENT_VALUES.items())})
-    AS a(dimension, value)
+{EVENT_VALUE_ROWS}
 WHERE e.site_id = $1 AND e.ts >= $2 AND e.ts < $2 + interval '2 days'
 GROUP BY a.dimension, a.value
 """
