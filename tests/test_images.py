@@ -31,6 +31,12 @@ def test_dockerfiles_install_one_group_on_the_arm64_lambda_base():
         assert re.search(rf'"/tmp/src\[{service}\]"', text)
         assert f'CMD ["{service}.handler.handler"]' in text
         assert "-c /tmp/src/requirements.lock" in text
+        # The two that reach the database verify its TLS certificate against RDS's bundle.
+        reaches_database = service in ("process", "query")
+        assert ("ENV TOPUP_DATABASE_CA_FILE=/opt/rds-ca-bundle.pem" in text) is reaches_database
+        assert ("truststore.pki.rds.amazonaws.com/global/global-bundle.pem" in text) is (
+            reaches_database
+        )
 
 
 @pytest.fixture(scope="module")

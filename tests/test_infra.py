@@ -21,10 +21,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 CFN_LINT_IGNORED = ["W3005"]
 
 
-@pytest.fixture(scope="module")
-def synthesized(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cdk")
-    os.environ.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(root / "jsii-cache"))
+def synthesize(root: Path, **context):
+    os.environ.setdefault("JSII_RUNTIME_PACKAGE_CACHE_ROOT", str(root.parent / "jsii-cache"))
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
@@ -32,11 +30,20 @@ def synthesized(tmp_path_factory):
     from topup_infra.stack import TopupStack
 
     app = cdk.App(outdir=str(root / "cdk.out"))
-    stack = TopupStack(
-        app, "Topup-test", config_from_context({"stage": "test", "aurora_max_acu": 8})
-    )
+    stack = TopupStack(app, "Topup-test", config_from_context({"stage": "test"} | context))
     assembly = app.synth()
     return Template.from_stack(stack), assembly.stacks[0].template_full_path
+
+
+@pytest.fixture(scope="module")
+def synthesized(tmp_path_factory):
+    """The default deployment (`network: public`)."""
+    return synthesize(tmp_path_factory.mktemp("cdk"), aurora_max_acu=8)
+
+
+@pytest.fixture(scope="module")
+def synthesized_private(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("cdk-private"), network="private")
 
 
 def resources(template, kind):
@@ -60,16 +67,56 @@ def test_database_scales_to_zero_on_a_current_engine(synthesized):
     template.resource_count_is("AWS::SecretsManager::Secret", 3)  # database, Firehose key, origin
 
 
-def test_no_nat_gateway_and_only_the_endpoints_needed(synthesized):
+def database_functions(template):
+    return {
+        name: f["Properties"]
+        for name, f in resources(template, "AWS::Lambda::Function").items()
+        if "TOPUP_DATABASE_SECRET_ARN"
+        in f["Properties"].get("Environment", {}).get("Variables", {})
+    }
+
+
+def test_the_database_takes_tls_only(synthesized, synthesized_private):
+    for template, _ in (synthesized, synthesized_private):
+        parameters = only(template, "AWS::RDS::DBClusterParameterGroup")["Parameters"]
+        assert parameters == {"rds.force_ssl": "1"}
+        cluster = only(template, "AWS::RDS::DBCluster")
+        assert "DBClusterParameterGroupName" in cluster
+
+
+def test_public_network_costs_nothing_and_keeps_functions_out_of_vpcs(synthesized):
     template, _ = synthesized
     template.resource_count_is("AWS::EC2::NatGateway", 0)
+    template.resource_count_is("AWS::EC2::VPCEndpoint", 0)
+    assert only(template, "AWS::RDS::DBInstance")["PubliclyAccessible"] is True
+    functions = database_functions(template)
+    assert len(functions) == 4  # process, query, migrate, maintain
+    assert all("VpcConfig" not in f for f in functions.values())
+    ingress = [
+        r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+    ]
+    assert [r["CidrIp"] for r in ingress] == ["0.0.0.0/0"]  # the database's port, TLS only
+
+
+def test_private_network_keeps_the_database_and_its_functions_inside(synthesized_private):
+    template, _ = synthesized_private
+    # One NAT gateway: Cognito's JWKS has no endpoint for a user pool with a login domain.
+    template.resource_count_is("AWS::EC2::NatGateway", 1)
     endpoints = resources(template, "AWS::EC2::VPCEndpoint").values()
-    names = sorted(json.dumps(e["Properties"]["ServiceName"]) for e in endpoints)
-    assert len(names) == 4
-    for service in ("secretsmanager", "firehose", "athena", "s3"):
-        assert any(service in n for n in names), service
-    interface = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
-    assert all(len(e["Properties"]["SubnetIds"]) == 1 for e in interface)  # one AZ by default
+    assert [e["Properties"].get("VpcEndpointType", "Gateway") for e in endpoints] == ["Gateway"]
+    assert only(template, "AWS::RDS::DBInstance")["PubliclyAccessible"] is False
+    functions = database_functions(template)
+    assert len(functions) == 4 and all("VpcConfig" in f for f in functions.values())
+    subnets = {
+        name: s["Properties"]["MapPublicIpOnLaunch"]
+        for name, s in resources(template, "AWS::EC2::Subnet").items()
+    }
+    placed = {ref["Ref"] for f in functions.values() for ref in f["VpcConfig"]["SubnetIds"]} | {
+        ref["Ref"] for ref in only(template, "AWS::RDS::DBSubnetGroup")["SubnetIds"]
+    }
+    assert placed and not any(subnets[name] for name in placed)  # private subnets only
+    ingress = resources(template, "AWS::EC2::SecurityGroupIngress").values()
+    assert all("CidrIp" not in rule["Properties"] for rule in ingress)
 
 
 def test_functions_are_arm64_images_with_their_settings(synthesized):
@@ -235,15 +282,15 @@ def test_auth_migrations_and_maintenance(synthesized):
     } <= set(outputs)
 
 
-def test_cfn_lint_passes(synthesized):
-    _, path = synthesized
+def test_cfn_lint_passes(synthesized, synthesized_private):
     lint = subprocess.run(
         [
             str(Path(sys.executable).parent / "cfn-lint"),
             "--ignore-checks",
             *CFN_LINT_IGNORED,
             "--",
-            path,
+            synthesized[1],
+            synthesized_private[1],
         ],
         capture_output=True,
         text=True,
@@ -251,3 +298,23 @@ def test_cfn_lint_passes(synthesized):
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_cost_model_prices_the_network_and_secrets_the_stack_creates(synthesized):
+    from topup import cost_model
+
+    template, _ = synthesized
+    deployment = cost_model.price(
+        10_000_000, cost_model.CostInputs(), cost_model.load_prices(), cheapest=False
+    )
+    fixed = {line.service: line.item for line in deployment.lines if line.fixed}
+    assert (
+        fixed["Secrets Manager"]
+        == f"{len(resources(template, 'AWS::SecretsManager::Secret'))} secrets"
+    )
+    # The only address billed: the database's; no NAT gateway, no interface endpoint.
+    assert only(template, "AWS::RDS::DBInstance")["PubliclyAccessible"] is True
+    assert fixed["VPC"] == "Aurora's public IPv4 address"
+    assert not resources(template, "AWS::EC2::NatGateway") and not resources(
+        template, "AWS::EC2::VPCEndpoint"
+    )

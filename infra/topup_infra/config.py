@@ -3,7 +3,7 @@ hard-coded in the constructs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -14,8 +14,9 @@ class DeployConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     recent_window_days: int = 30
     aurora_max_acu: float = 4.0
     aurora_auto_pause_minutes: int = 10
-    endpoint_azs: int = 1
-    """AZs that get interface endpoints (each endpoint costs per AZ-hour; one AZ is cheapest)."""
+    network: Literal["public", "private"] = "public"
+    """public: Aurora's TLS-only public endpoint, functions outside a VPC (no network cost);
+    private: Aurora and its functions in private subnets behind one NAT gateway (network.py)."""
     ingest_buffer_seconds: int = 60
     ingest_buffer_mb: int = 1
     archive_buffer_seconds: int = 900

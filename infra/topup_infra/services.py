@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import Duration
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from topup_infra.network import Placement
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,8 +39,7 @@ class ServiceFunction(Construct):
         memory_mb: int,
         timeout: Duration,
         environment: dict[str, str],
-        vpc: ec2.IVpc | None = None,
-        security_group: ec2.ISecurityGroup | None = None,
+        placement: Placement | None = None,
         url: bool = True,
     ) -> None:
         super().__init__(scope, id)
@@ -51,11 +51,9 @@ class ServiceFunction(Construct):
             memory_size=memory_mb,
             timeout=timeout,
             environment=environment,
-            vpc=vpc,
-            security_groups=[security_group] if security_group else None,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-            if vpc
-            else None,
+            vpc=placement.vpc if placement else None,
+            security_groups=[placement.security_group] if placement else None,
+            vpc_subnets=placement.subnets if placement else None,
             log_group=logs.LogGroup(self, "Logs", retention=logs.RetentionDays.TWO_WEEKS),
         )
         self.url = (

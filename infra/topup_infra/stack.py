@@ -24,7 +24,7 @@ class TopupStack(Stack):
     def __init__(self, scope: Construct, id: str, config: DeployConfig, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         network = Network(self, "Network", config)
-        database = Database(self, "Database", config, network.vpc, network.functions)
+        database = Database(self, "Database", config, network)
         archive = Archive(self, "Archive", config)
         auth = Auth(self, "Auth", config)
         origin_secret = secretsmanager.Secret(
@@ -50,8 +50,7 @@ class TopupStack(Stack):
             memory_mb=1024,
             timeout=Duration.seconds(120),
             environment=with_database | {"TOPUP_ARCHIVE": "firehose"},
-            vpc=network.vpc,
-            security_group=network.functions,
+            placement=network.functions,
         )
         assert process.url is not None
         streams = Streams(self, "Streams", config, process_url=process.url.url, archive=archive)
@@ -102,8 +101,7 @@ class TopupStack(Stack):
                 "TOPUP_OIDC_JWKS_URL": auth.jwks_url,
                 "TOPUP_OIDC_LOGIN_URL": auth.login_url,
             },
-            vpc=network.vpc,
-            security_group=network.functions,
+            placement=network.functions,
         )
         database.secret.grant_read(query.function)
         query.function.add_to_role_policy(
@@ -149,8 +147,7 @@ class TopupStack(Stack):
                 memory_mb=512,
                 timeout=Duration.minutes(5),
                 environment=with_database,
-                vpc=network.vpc,
-                security_group=network.functions,
+                placement=network.functions,
                 url=False,
             )
             database.secret.grant_read(task.function)

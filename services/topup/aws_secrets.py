@@ -21,12 +21,16 @@ async def _secret(arn: str, settings: Settings) -> dict[str, object]:
     return value
 
 
-def database_url_from_secret(secret: dict[str, object]) -> str:
-    """An RDS-managed secret as a postgresql:// URL (password URL-quoted)."""
+def database_url_from_secret(secret: dict[str, object], ca_file: str | None = None) -> str:
+    """An RDS-managed secret as a postgresql:// URL (password URL-quoted); with a CA bundle, one
+    that refuses a server without TLS, a certificate not from that CA, or another host's."""
     user = quote(str(secret["username"]), safe="")
     password = quote(str(secret["password"]), safe="")
     database = secret.get("dbname", "postgres")
-    return f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/{database}"
+    url = f"postgresql://{user}:{password}@{secret['host']}:{secret.get('port', 5432)}/{database}"
+    if ca_file:
+        url += f"?sslmode=verify-full&sslrootcert={quote(ca_file, safe='/')}"
+    return url
 
 
 async def resolve_secrets(settings: Settings) -> Settings:
@@ -34,7 +38,7 @@ async def resolve_secrets(settings: Settings) -> Settings:
     changes: dict[str, str] = {}
     if settings.database_url is None and settings.database_secret_arn:
         changes["database_url"] = database_url_from_secret(
-            await _secret(settings.database_secret_arn, settings)
+            await _secret(settings.database_secret_arn, settings), settings.database_ca_file
         )
     if settings.firehose_access_key is None and settings.firehose_access_key_secret_arn:
         secret = await _secret(settings.firehose_access_key_secret_arn, settings)

@@ -5,14 +5,17 @@ Inputs are figures measured by `make bench` (`loadtest/results/latest.json`, sec
 page). Two deployments are priced:
 
 - **default**: as `infra/` deploys it — events through CloudFront, the ingest stream delivering
-  every 60 s (so with steady traffic Aurora never pauses), three interface endpoints in one AZ.
+  every 60 s (so with steady traffic Aurora never pauses), `network: public` (functions outside
+  a VPC, Aurora's TLS-only public endpoint: its public IPv4 address is the network's only cost).
 - **cheapest** documented (infra/README.md): events sent straight to the ingest function URL
   (the snippet's `data-api`; no CloudFront for events, the dashboard still uses it), and the
   ingest stream buffering at Firehose's 900 s maximum with Aurora pausing after 5 idle minutes
   (`-c topup='{"ingest_buffer_seconds": 900, "aurora_auto_pause_minutes": 5}'`), so Aurora is
   awake about a third of the time.
 
-Fixed monthly costs (Aurora's active floor, endpoints, secrets) are shown as their own lines
+`network: private` adds a NAT gateway (about $33 a month and $0.045 per GB), priced by neither.
+
+Fixed monthly costs (Aurora's active floor, its address, secrets) are shown as their own lines
 and spread over the volume. Dashboard use is priced from its measured cost per view (Postgres
 CPU for the overview; Athena's scanned bytes when the range is in the archive) times the views
 a month given on the command line, since it grows with readers, not with events.
@@ -210,14 +213,15 @@ def price(
         0.5 * HOURS_PER_MONTH * active * p["aurora_acu_hour"],
         fixed=True,
     )
-    # Both variants keep the network of infra/: three endpoints in one AZ and four secrets.
+    # Both variants keep infra/'s public network and its three secrets (database, Firehose
+    # access key, CloudFront origin header).
     add(
         "VPC",
-        "3 interface endpoints in one AZ",
-        3 * HOURS_PER_MONTH * p["vpc_interface_endpoint_az_hour"],
+        "Aurora's public IPv4 address",
+        HOURS_PER_MONTH * p["public_ipv4_address_hour"],
         fixed=True,
     )
-    add("Secrets Manager", "4 secrets", 4 * p["secrets_manager_secret_month"], fixed=True)
+    add("Secrets Manager", "3 secrets", 3 * p["secrets_manager_secret_month"], fixed=True)
     millions = events / 1_000_000
     built = [Line(s, i, round(u, 4), round(u / millions, 4), f) for s, i, u, f in lines]
     total = sum(u for _, _, u, _ in lines)

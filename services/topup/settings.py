@@ -36,6 +36,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     database_secret_arn: str | None = None
     """In AWS: the Secrets Manager secret (RDS JSON: host, port, username, password, dbname) the
     database URL is built from at start-up, instead of TOPUP_DATABASE_URL."""
+    database_ca_file: str | None = None
+    """With TOPUP_DATABASE_SECRET_ARN: the CA bundle the server's certificate must chain to. The
+    URL then demands TLS and checks the certificate and host name (`sslmode=verify-full`): in
+    AWS the functions reach Aurora over the internet (infra/README.md, `network`)."""
     data_dir: str = ".topup"
     """Local state: embedded database, firehose spool, archive warehouse, dev.json."""
     database_pool_size: Positive = 10
