@@ -318,3 +318,20 @@ def test_cost_model_prices_the_network_and_secrets_the_stack_creates(synthesized
     assert not resources(template, "AWS::EC2::NatGateway") and not resources(
         template, "AWS::EC2::VPCEndpoint"
     )
+
+
+def test_a_paused_database_is_waited_for(synthesized):
+    template, _ = synthesized
+    functions = database_functions(template)
+    timeouts = {
+        f["Environment"]["Variables"]["TOPUP_DATABASE_CONNECT_TIMEOUT_S"]
+        for f in functions.values()
+    }
+    assert timeouts == {"45"}  # Aurora resumes in ~15 s (~30 s after a day paused)
+    assert all(f["Timeout"] > 45 for f in functions.values())
+    query = next(f for name, f in functions.items() if name.startswith("Query"))
+    distribution = only(template, "AWS::CloudFront::Distribution")["DistributionConfig"]
+    read_timeouts = sorted(
+        o["CustomOriginConfig"].get("OriginReadTimeout", 30) for o in distribution["Origins"]
+    )
+    assert read_timeouts == [30, query["Timeout"]]  # ingest answers at once; query may wait

@@ -8,6 +8,7 @@ headers only on requests carrying the origin secret CloudFront adds (`X-Topup-Or
 
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_lambda as lambda_
@@ -30,12 +31,14 @@ class Router(Construct):
         ingest_url: lambda_.IFunctionUrl,
         query_url: lambda_.IFunctionUrl,
         origin_secret: str,
+        query_timeout: Duration,
     ) -> None:
         super().__init__(scope, id)
         ingest = origins.FunctionUrlOrigin(
             ingest_url, custom_headers={"X-Topup-Origin": origin_secret}
         )
-        query = origins.FunctionUrlOrigin(query_url)
+        # As long as the query function may run (a first request waits for Aurora to resume).
+        query = origins.FunctionUrlOrigin(query_url, read_timeout=query_timeout)
         event_headers = cloudfront.OriginRequestPolicy(
             self,
             "EventHeaders",

@@ -19,6 +19,9 @@ from topup_infra.router import Router
 from topup_infra.services import ServiceFunction, image
 from topup_infra.streams import Streams
 
+DATABASE_CONNECT_TIMEOUT = Duration.seconds(45)
+QUERY_TIMEOUT = Duration.seconds(60)  # CloudFront waits for an origin at most 60 s
+
 
 class TopupStack(Stack):
     def __init__(self, scope: Construct, id: str, config: DeployConfig, **kwargs: Any) -> None:
@@ -41,7 +44,12 @@ class TopupStack(Stack):
             "TOPUP_RETENTION_DAYS": str(config.retention_days),
             "TOPUP_RECENT_WINDOW_DAYS": str(config.recent_window_days),
         }
-        with_database = common | {"TOPUP_DATABASE_SECRET_ARN": database.secret.secret_arn}
+        with_database = common | {
+            "TOPUP_DATABASE_SECRET_ARN": database.secret.secret_arn,
+            # A paused Aurora holds new connections until it runs again (~15 s, ~30 s after a
+            # day paused): the first request after a quiet spell waits instead of failing.
+            "TOPUP_DATABASE_CONNECT_TIMEOUT_S": str(DATABASE_CONNECT_TIMEOUT.to_seconds()),
+        }
 
         process = ServiceFunction(
             self,
@@ -90,7 +98,7 @@ class TopupStack(Stack):
             "Query",
             code=image("query"),
             memory_mb=1024,
-            timeout=Duration.seconds(30),
+            timeout=QUERY_TIMEOUT,
             environment=with_database
             | {
                 "TOPUP_ARCHIVE": "firehose",
@@ -135,6 +143,7 @@ class TopupStack(Stack):
             ingest_url=ingest.url,
             query_url=query.url,
             origin_secret=origin_secret.secret_value.unsafe_unwrap(),
+            query_timeout=QUERY_TIMEOUT,
         )
         auth.allow_login_at(router.url)
 

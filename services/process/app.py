@@ -91,7 +91,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if resolved.database_url is None or resolved.firehose_access_key is None:
             raise RuntimeError("process needs TOPUP_DATABASE_URL (topup dev sets it)")
         app.state.access_key = resolved.firehose_access_key.encode()
-        pool = await create_pool(resolved.database_url, max_size=settings.database_pool_size)
+        pool = await create_pool(
+            resolved.database_url,
+            max_size=settings.database_pool_size,
+            connect_timeout_s=settings.database_connect_timeout_s,
+        )
         await archive.start()
         app.state.pool = pool
         app.state.processor = Processor(

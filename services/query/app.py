@@ -113,7 +113,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.settings = settings
         app.state.archive = archive_reader_from_settings(settings)
         app.state.pool = await create_pool(
-            resolved.database_url, max_size=settings.database_pool_size
+            resolved.database_url,
+            max_size=settings.database_pool_size,
+            connect_timeout_s=settings.database_connect_timeout_s,
         )
         try:
             yield

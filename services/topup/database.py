@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # Any constant shared by every migrating process: `pg_advisory_lock` serialises them.
 MIGRATION_LOCK_ID = 0x70707570  # "topup" in spirit
-CONNECT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10.0  # the default; TOPUP_DATABASE_CONNECT_TIMEOUT_S sets it
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -60,20 +60,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def connect(url: str) -> asyncpg.Connection:
+async def connect(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> asyncpg.Connection:
     """One connection, with a clear error naming the (redacted) URL when it fails."""
     try:
-        conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+        conn = await asyncpg.connect(url, timeout=connect_timeout_s)
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
         raise DatabaseUnavailableError(f"cannot connect to {redact_url(url)}: {exc}") from exc
     await _init_connection(conn)
     return conn
 
 
-async def create_pool(url: str, *, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    url: str, *, max_size: int = 10, connect_timeout_s: float = CONNECT_TIMEOUT_S
+) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=max_size, timeout=CONNECT_TIMEOUT_S, init=_init_connection
+            url, min_size=1, max_size=max_size, timeout=connect_timeout_s, init=_init_connection
         )
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
         raise DatabaseUnavailableError(f"cannot connect to {redact_url(url)}: {exc}") from exc

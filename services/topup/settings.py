@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     data_dir: str = ".topup"
     """Local state: embedded database, firehose spool, archive warehouse, dev.json."""
     database_pool_size: Positive = 10
+    database_connect_timeout_s: PositiveFloat = 10.0
+    """How long a connection may take. In AWS longer than Aurora's resume from a pause (~15 s,
+    ~30 s after a day paused): it holds new connections until it runs again."""
     retention_days: Positive = 35
     """Days of events kept in Postgres; older day partitions are dropped by `topup maintain`."""
     recent_window_days: Positive = 30

@@ -23,7 +23,9 @@ SCHEMA_RESOURCE_ID = "topup-schema"
 async def _migrate() -> list[str]:
     settings = await resolve_secrets(load_settings())
     assert settings.database_url is not None, "TOPUP_DATABASE_URL or TOPUP_DATABASE_SECRET_ARN"
-    conn = await connect(settings.database_url)
+    conn = await connect(
+        settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
+    )
     try:
         return [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
     finally:
@@ -33,7 +35,9 @@ async def _migrate() -> list[str]:
 async def _maintain() -> dict[str, Any]:
     settings = await resolve_secrets(load_settings())
     assert settings.database_url is not None, "TOPUP_DATABASE_URL or TOPUP_DATABASE_SECRET_ARN"
-    conn = await connect(settings.database_url)
+    conn = await connect(
+        settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
+    )
     try:
         report = await maintain(conn, retention_days=settings.retention_days)
     finally:

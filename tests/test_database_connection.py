@@ -1,11 +1,12 @@
-"""With a CA bundle, the database URL the functions build from their secret demands verified TLS.
+"""How the functions reach the database in AWS: verified TLS, and patience with a paused Aurora.
 
-In AWS the functions reach Aurora over the internet (infra/README.md, `network`), so the URL must
-refuse a server that does not speak TLS, a certificate from another CA and a certificate for
-another host. The embedded PostgreSQL is built without SSL, so the server side here is a
-TLS-terminating relay in front of the test database (as RDS Proxy or pgbouncer would be): it
-answers PostgreSQL's SSLRequest, presents a certificate made by the test, and passes the session
-through to the database.
+With a CA bundle, the URL built from the database secret must refuse a server that does not
+speak TLS, a certificate from another CA and a certificate for another host (the functions reach
+Aurora over the internet: infra/README.md, `network`). A paused Aurora holds new connections
+until it has resumed, so the connect timeout is a setting. The embedded PostgreSQL is built
+without SSL, so the server side here is a relay in front of the test database (as RDS Proxy or
+pgbouncer would be): it can answer PostgreSQL's SSLRequest with TLS and a certificate made by the
+test, and hold a new connection for a while before serving it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from topup.aws_secrets import database_url_from_secret
-from topup.database import DatabaseUnavailableError, connect
+from topup.database import DatabaseUnavailableError, connect, create_pool
+from topup.settings import load_settings
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -99,11 +101,13 @@ class Authority:
 
 class Relay:
     """Listens on 127.0.0.1 and relays PostgreSQL sessions to the test database: with a server
-    context it answers SSLRequest with 'S' and TLS, without one with 'N' (a server without TLS)."""
+    context it answers SSLRequest with 'S' and TLS, without one with 'N' (a server without TLS);
+    with a delay it holds each new connection that long first (as a resuming Aurora does)."""
 
-    def __init__(self, database_url: str, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, database_url: str, tls: ssl.SSLContext | None, delay_s: float = 0.0) -> None:
         self.upstream = urlsplit(database_url)
         self.tls = tls
+        self.delay_s = delay_s
         self.tls_sessions = 0
         self.port = 0
 
@@ -125,6 +129,7 @@ class Relay:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            await asyncio.sleep(self.delay_s)
             startup = b""
             while not startup:  # SSLRequest / GSSENCRequest come before the startup message
                 head = await reader.readexactly(8)
@@ -224,3 +229,19 @@ async def test_a_server_without_tls_is_refused(database_url, authority, tmp_path
         with pytest.raises(DatabaseUnavailableError, match="SSL"):
             await connect(url)
     assert relay.tls_sessions == 0
+
+
+async def test_the_connect_timeout_outlasts_a_database_that_holds_new_connections(database_url):
+    settings = load_settings({"TOPUP_DATABASE_CONNECT_TIMEOUT_S": "3"})
+    assert settings.database_connect_timeout_s == 3
+    async with Relay(database_url, tls=None, delay_s=1.0) as resuming:
+        url = database_url_from_secret(secret_for(database_url, resuming.port))
+        with pytest.raises(DatabaseUnavailableError, match="cannot connect"):
+            await connect(url, connect_timeout_s=0.3)
+        with pytest.raises(DatabaseUnavailableError, match="cannot connect"):
+            await create_pool(url, connect_timeout_s=0.3)
+        conn = await connect(url, connect_timeout_s=settings.database_connect_timeout_s)
+        await conn.close()
+        pool = await create_pool(url, connect_timeout_s=settings.database_connect_timeout_s)
+        assert await pool.fetchval("SELECT 1") == 1
+        await pool.close()
