@@ -142,3 +142,14 @@ async def test_the_benchmarks_meter_postgres_cpu_and_wal(db):
     assert small.cpu_s is not None and large.cpu_s is not None and large.cpu_s > 0
     assert 1_000 * 100 < small.wal_bytes < large.wal_bytes
     assert large.wal_bytes > 100_000 * 100
+
+
+def test_aurora_is_awake_from_each_delivery_until_it_pauses():
+    prices = cost_model.load_prices()
+    acu_hour = prices["prices"]["aurora_acu_hour"]["usd"]
+    assert cost_model.aurora_awake_fraction(900) == pytest.approx((15 + 60 + 300) / 900)
+    assert cost_model.aurora_awake_fraction(60) == 1.0  # the default's deliveries never let it
+    cheapest = cost_model.price(10_000_000, cost_model.CostInputs(), prices, cheapest=True)
+    floor = next(line for line in cheapest.lines if "compute floor" in line.item)
+    assert floor.fixed and "awake 42%" in floor.item
+    assert floor.monthly_usd == pytest.approx(0.5 * 730 * 375 / 900 * acu_hour, abs=1e-3)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import ssl
 import struct
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -245,3 +247,43 @@ async def test_the_connect_timeout_outlasts_a_database_that_holds_new_connection
         pool = await create_pool(url, connect_timeout_s=settings.database_connect_timeout_s)
         assert await pool.fetchval("SELECT 1") == 1
         await pool.close()
+
+
+async def test_the_server_ends_a_pooled_session_left_idle(database_url, db):
+    pool = await create_pool(database_url, idle_session_s=0.3)
+    try:
+        pid = await pool.fetchval("SELECT pg_backend_pid()")
+        assert await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 1
+        await asyncio.sleep(1.0)
+        assert await db.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0
+        assert await pool.fetchval("SELECT 1") == 1  # a running loop notices and reconnects
+    finally:
+        await pool.close()
+
+
+async def test_replacing_a_connection_the_server_ended_is_quiet(database_url):
+    """What a thawed Lambda container does (lambda_adapter): the server ended the session while
+    the event loop stood still; expiring the pool's connections replaces it without an error
+    from closing the dead one."""
+    faults: list[dict] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: faults.append(context))
+    pool = await create_pool(database_url)
+    try:
+        pid = await pool.fetchval("SELECT pg_backend_pid()")
+
+        async def end_session() -> None:
+            admin = await connect(database_url)
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            await admin.close()
+
+        # Another thread, so that this loop stands still meanwhile, as in a frozen container.
+        ender = threading.Thread(target=asyncio.run, args=(end_session(),))
+        ender.start()
+        ender.join()
+        await pool.expire_connections()
+        assert await pool.fetchval("SELECT pg_backend_pid()") != pid
+        await asyncio.sleep(0.2)
+        gc.collect()
+    finally:
+        await pool.close()
+    assert faults == []

@@ -328,6 +328,11 @@ def test_a_paused_database_is_waited_for(synthesized):
         for f in functions.values()
     }
     assert timeouts == {"45"}  # Aurora resumes in ~15 s (~30 s after a day paused)
+    # Aurora pauses only when no session is open: idle pooled ones are ended after a minute.
+    idle = {
+        f["Environment"]["Variables"]["TOPUP_DATABASE_IDLE_SESSION_S"] for f in functions.values()
+    }
+    assert idle == {"60"}
     assert all(f["Timeout"] > 45 for f in functions.values())
     query = next(f for name, f in functions.items() if name.startswith("Query"))
     distribution = only(template, "AWS::CloudFront::Distribution")["DistributionConfig"]
@@ -335,3 +340,14 @@ def test_a_paused_database_is_waited_for(synthesized):
         o["CustomOriginConfig"].get("OriginReadTimeout", 30) for o in distribution["Origins"]
     )
     assert read_timeouts == [30, query["Timeout"]]  # ingest answers at once; query may wait
+
+
+def test_cost_model_uses_the_stacks_idle_session_and_pause():
+    from topup import cost_model
+    from topup_infra.stack import DATABASE_IDLE_SESSION
+
+    assert DATABASE_IDLE_SESSION.to_seconds() == cost_model.IDLE_SESSION_S
+    # The cheapest variant as infra/README.md documents it (`-c topup=...`).
+    readme = (Path(__file__).parents[1] / "infra" / "README.md").read_text()
+    assert '"ingest_buffer_seconds": 900' in readme and '"aurora_auto_pause_minutes": 5}' in readme
+    assert cost_model.AUTO_PAUSE_S == 5 * 60 and cost_model.CHEAPEST_BUFFER_S == 900

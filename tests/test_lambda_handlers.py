@@ -13,18 +13,21 @@ from tests.test_firehose_sink import make_stream, objects_in
 EVENTS = Path(__file__).parent / "lambda_events"
 
 INVOKE = """
-import json, sys
+import json, sys, time
 from {module} import handler
-answers = [handler(json.loads(line), None) for line in sys.stdin]
+answers = []
+for line in sys.stdin:
+    answers.append(handler(json.loads(line), None))
+    time.sleep({pause_s})  # the container frozen between invocations: its event loop stands still
 handler.shutdown()
 print(json.dumps({{"answers": answers, "lifespans": handler.started}}))
 """
 
 
-def invoke(module: str, events: list[dict], env: dict[str, str]) -> dict:
+def invoke(module: str, events: list[dict], env: dict[str, str], pause_s: float = 0) -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")}
     result = subprocess.run(
-        [sys.executable, "-c", INVOKE.format(module=module)],
+        [sys.executable, "-c", INVOKE.format(module=module, pause_s=pause_s)],
         input="\n".join(json.dumps(e) for e in events),
         capture_output=True,
         text=True,
@@ -33,6 +36,7 @@ def invoke(module: str, events: list[dict], env: dict[str, str]) -> dict:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert "Task exception was never retrieved" not in result.stderr + result.stdout, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
 
@@ -109,4 +113,40 @@ async def test_process_handler_takes_a_firehose_delivery_through_a_function_url(
     assert refused["statusCode"] == 401
     assert again["statusCode"] == 200
     assert result["lifespans"] == 1
+    assert await db.fetchval("SELECT count(*) FROM events") == 2
+
+
+async def test_process_handler_outlives_the_database_ending_its_idle_session(
+    database_url, db, tmp_path
+):
+    """A frozen container cannot see the server end its idle session (Aurora, so that it may
+    pause); the next delivery after the pause must not fail on the dead connection."""
+    from tests.fixtures import delivery_body, event
+    from topup import accounts, sites
+    from topup.tiers import Tier
+
+    account = await accounts.create_account(db, "Acme")
+    site = await sites.create_site(db, account.id, name="x", domains=["example.com"],
+                                   tier=Tier.BANNER_FREE, allowance=10)  # fmt: skip
+
+    def delivery(page: str) -> dict:
+        body = delivery_body([[event(site.id, f"https://example.com/{page}")]])
+        headers = {
+            "content-type": "application/json",
+            "x-amz-firehose-protocol-version": "1.0",
+            "x-amz-firehose-request-id": body["requestId"],
+            "x-amz-firehose-access-key": "lambda-key",
+        }
+        sent = function_url_event(rawPath="/firehose", body=json.dumps(body), headers=headers)
+        sent["requestContext"]["http"] |= {"path": "/firehose"}
+        return sent
+
+    env = {
+        "TOPUP_DATABASE_URL": database_url,
+        "TOPUP_FIREHOSE_ACCESS_KEY": "lambda-key",
+        "TOPUP_DATA_DIR": str(tmp_path),
+        "TOPUP_DATABASE_IDLE_SESSION_S": "0.5",
+    }
+    result = invoke("process.handler", [delivery("a"), delivery("b")], env, pause_s=1.5)
+    assert [a["statusCode"] for a in result["answers"]] == [200, 200]
     assert await db.fetchval("SELECT count(*) FROM events") == 2

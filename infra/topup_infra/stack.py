@@ -20,6 +20,7 @@ from topup_infra.services import ServiceFunction, image
 from topup_infra.streams import Streams
 
 DATABASE_CONNECT_TIMEOUT = Duration.seconds(45)
+DATABASE_IDLE_SESSION = Duration.minutes(1)
 QUERY_TIMEOUT = Duration.seconds(60)  # CloudFront waits for an origin at most 60 s
 
 
@@ -49,6 +50,8 @@ class TopupStack(Stack):
             # A paused Aurora holds new connections until it runs again (~15 s, ~30 s after a
             # day paused): the first request after a quiet spell waits instead of failing.
             "TOPUP_DATABASE_CONNECT_TIMEOUT_S": str(DATABASE_CONNECT_TIMEOUT.to_seconds()),
+            # Aurora pauses only without connections; a frozen function's idle ones are ended.
+            "TOPUP_DATABASE_IDLE_SESSION_S": str(DATABASE_IDLE_SESSION.to_seconds()),
         }
 
         process = ServiceFunction(

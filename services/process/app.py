@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             resolved.database_url,
             max_size=settings.database_pool_size,
             connect_timeout_s=settings.database_connect_timeout_s,
+            idle_session_s=settings.database_idle_session_s,
         )
         await archive.start()
         app.state.pool = pool

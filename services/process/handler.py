@@ -2,5 +2,7 @@
 
 from process.app import create_app
 from topup.lambda_adapter import LambdaHandler
+from topup.settings import load_settings
 
-handler = LambdaHandler(create_app())
+settings = load_settings()
+handler = LambdaHandler(create_app(settings), idle_session_s=settings.database_idle_session_s)

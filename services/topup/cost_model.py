@@ -10,8 +10,10 @@ page). Two deployments are priced:
 - **cheapest** documented (infra/README.md): events sent straight to the ingest function URL
   (the snippet's `data-api`; no CloudFront for events, the dashboard still uses it), and the
   ingest stream buffering at Firehose's 900 s maximum with Aurora pausing after 5 idle minutes
-  (`-c topup='{"ingest_buffer_seconds": 900, "aurora_auto_pause_minutes": 5}'`), so Aurora is
-  awake about a third of the time.
+  (`-c topup='{"ingest_buffer_seconds": 900, "aurora_auto_pause_minutes": 5}'`): after each
+  delivery Aurora stays awake for the idle minute before it ends the function's session, then
+  the 5 minutes before it pauses, and it takes ~15 s to resume — 375 s of every 900 (42 %).
+  `topup maintain` (hourly) and dashboard views wake it too; not counted.
 
 `network: private` adds a NAT gateway (about $33 a month and $0.045 per GB), priced by neither.
 
@@ -35,6 +37,12 @@ HOURS_PER_MONTH = 730
 RECORD_ROUNDING = 5 * 1024  # Firehose bills each record as a multiple of 5 KB
 AURORA_IO_BYTES = 4 * 1024  # Aurora counts log writes in 4 KB units (small ones batched)
 ATHENA_MIN_QUERY_BYTES = 10 * 1024**2  # Athena bills at least 10 MB a query
+# Aurora's day in the cheapest variant (infra/: ingest_buffer_seconds, the functions'
+# TOPUP_DATABASE_IDLE_SESSION_S, aurora_auto_pause_minutes; AWS's typical resume time).
+CHEAPEST_BUFFER_S = 900
+IDLE_SESSION_S = 60
+AUTO_PAUSE_S = 300
+RESUME_S = 15
 PRICE_TODAY = 10.0  # the product's price per million events
 ORIGINAL_ESTIMATE = 1.74  # the cost per million first quoted, never derived
 
@@ -108,6 +116,12 @@ def load_inputs(results: Path | None) -> CostInputs:
     if not section:
         return CostInputs()
     return msgspec.convert(section | {"measured": True}, CostInputs)
+
+
+def aurora_awake_fraction(delivery_every_s: float) -> float:
+    """The share of time Aurora runs when the only traffic is a delivery every so often: each one
+    wakes it, and it pauses once the idle session has ended and the pause delay has passed."""
+    return min(1.0, (RESUME_S + IDLE_SESSION_S + AUTO_PAUSE_S) / delivery_every_s)
 
 
 def _billed_record(size: float) -> float:
@@ -206,7 +220,7 @@ def price(
         f"{usage.archive_views:,} archive dashboard views ({scanned / 1024**2:,.0f} MB each)",
         usage.archive_views * scanned / 1024**4 * p["athena_tb_scanned"],
     )
-    active = 1 / 3 if cheapest else 1.0
+    active = aurora_awake_fraction(CHEAPEST_BUFFER_S) if cheapest else 1.0
     add(
         "Aurora",
         f"compute floor: 0.5 ACU awake {active:.0%} of the month",

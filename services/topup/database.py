@@ -70,12 +70,35 @@ async def connect(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> 
     return conn
 
 
+class _PooledConnection(asyncpg.Connection):
+    async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's)
+        """Close; one the server has already ended (idle, frozen in Lambda) is dropped quietly."""
+        try:
+            await super().close(timeout=timeout)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            self.terminate()
+
+
 async def create_pool(
-    url: str, *, max_size: int = 10, connect_timeout_s: float = CONNECT_TIMEOUT_S
+    url: str,
+    *,
+    max_size: int = 10,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    idle_session_s: float | None = None,
 ) -> asyncpg.Pool:
+    """A pool whose sessions the server ends after `idle_session_s` idle, when given."""
+    server_settings = (
+        {"idle_session_timeout": str(round(idle_session_s * 1000))} if idle_session_s else None
+    )
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=1, max_size=max_size, timeout=connect_timeout_s, init=_init_connection
+            url,
+            min_size=1,
+            max_size=max_size,
+            timeout=connect_timeout_s,
+            init=_init_connection,
+            server_settings=server_settings,
+            connection_class=_PooledConnection,
         )
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
         raise DatabaseUnavailableError(f"cannot connect to {redact_url(url)}: {exc}") from exc

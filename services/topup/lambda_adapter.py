@@ -4,12 +4,17 @@ Mangum 0.22 would run the app's start-up and shut-down on every invocation (life
 a new database pool and buffer client per request. Instead the app's lifespan is entered once,
 on the first invocation, on the event loop Mangum uses, and left open for the container's life;
 Lambda freezes the container between invocations and ends it without warning.
+
+A frozen container's event loop does not run, so it cannot notice the database ending its idle
+sessions (`TOPUP_DATABASE_IDLE_SESSION_S`): after a pause of half that time the app's pooled
+connections (`app.state.pool`) are replaced before the next request uses one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, cast
 
 from litestar import Litestar
@@ -17,8 +22,10 @@ from mangum import Mangum
 
 
 class LambdaHandler:
-    def __init__(self, app: Litestar) -> None:
+    def __init__(self, app: Litestar, *, idle_session_s: float | None = None) -> None:
         self.app = app
+        self._stale_after_s = idle_session_s / 2 if idle_session_s else None
+        self._last_end: float | None = None  # wall clock: the monotonic one may stop when frozen
         self._mangum = Mangum(cast(Any, app), lifespan="off")
         self._lifespan: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -50,9 +57,20 @@ class LambdaHandler:
             raise
         self.started += 1
 
+    def _after_a_pause(self) -> bool:
+        if self._stale_after_s is None or self._last_end is None:
+            return False
+        return time.time() - self._last_end >= self._stale_after_s
+
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self._start_once()
-        return self._mangum(event, context)
+        if self._after_a_pause():
+            pool = self.app.state.pool
+            asyncio.get_event_loop().run_until_complete(pool.expire_connections())
+        try:
+            return self._mangum(event, context)
+        finally:
+            self._last_end = time.time()
 
     def shutdown(self) -> None:
         """Leave the app's lifespan (tests; a Lambda container is simply frozen and ended)."""

@@ -43,6 +43,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     data_dir: str = ".topup"
     """Local state: embedded database, firehose spool, archive warehouse, dev.json."""
     database_pool_size: Positive = 10
+    database_idle_session_s: PositiveFloat | None = None
+    """The server ends a pooled session idle this long (`idle_session_timeout`): in Lambda a frozen
+    container's connections would otherwise keep Aurora from pausing. A container idle half as
+    long drops its pooled connections before its next request, as it cannot notice the close."""
     database_connect_timeout_s: PositiveFloat = 10.0
     """How long a connection may take. In AWS longer than Aurora's resume from a pause (~15 s,
     ~30 s after a day paused): it holds new connections until it runs again."""
