@@ -46,6 +46,27 @@ def function_url_event(**changes) -> dict:
     return event
 
 
+def firehose_delivery(body: dict, access_key: str = "lambda-key") -> dict:
+    """A Firehose HTTP-endpoint delivery to process's function URL."""
+    headers = {
+        "content-type": "application/json",
+        "x-amz-firehose-protocol-version": "1.0",
+        "x-amz-firehose-request-id": body["requestId"],
+        "x-amz-firehose-access-key": access_key,
+    }
+    sent = function_url_event(rawPath="/firehose", body=json.dumps(body), headers=headers)
+    sent["requestContext"]["http"] |= {"path": "/firehose"}
+    return sent
+
+
+def process_env(database_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "TOPUP_DATABASE_URL": database_url,
+        "TOPUP_FIREHOSE_ACCESS_KEY": "lambda-key",
+        "TOPUP_DATA_DIR": str(data_dir),
+    }
+
+
 async def test_ingest_handler_answers_like_the_http_app_and_starts_once(moto_server):
     await make_stream(moto_server, "lambda-ingest", "lambda-archive")
     env = {
@@ -89,22 +110,9 @@ async def test_process_handler_takes_a_firehose_delivery_through_a_function_url(
     site = await sites.create_site(db, account.id, name="x", domains=["example.com"],
                                    tier=Tier.PRIVACY_POLICY, allowance=10)  # fmt: skip
     body = delivery_body([[event(site.id), event(site.id, "https://example.com/b")]])
-    headers = {
-        "content-type": "application/json",
-        "x-amz-firehose-protocol-version": "1.0",
-        "x-amz-firehose-request-id": body["requestId"],
-        "x-amz-firehose-access-key": "lambda-key",
-    }
-    delivery = function_url_event(rawPath="/firehose", body=json.dumps(body), headers=headers)
-    delivery["requestContext"]["http"] |= {"path": "/firehose"}
-    wrong_key = function_url_event(rawPath="/firehose", body=json.dumps(body),
-                                   headers=headers | {"x-amz-firehose-access-key": "nope"})  # fmt: skip
-    wrong_key["requestContext"]["http"] |= {"path": "/firehose"}
-    env = {
-        "TOPUP_DATABASE_URL": database_url,
-        "TOPUP_FIREHOSE_ACCESS_KEY": "lambda-key",
-        "TOPUP_DATA_DIR": str(tmp_path),
-    }
+    delivery = firehose_delivery(body)
+    wrong_key = firehose_delivery(body, access_key="nope")
+    env = process_env(database_url, tmp_path)
     result = invoke("process.handler", [delivery, wrong_key, delivery], env)
     first, refused, again = result["answers"]
     assert (
@@ -130,23 +138,9 @@ async def test_process_handler_outlives_the_database_ending_its_idle_session(
                                    tier=Tier.BANNER_FREE, allowance=10)  # fmt: skip
 
     def delivery(page: str) -> dict:
-        body = delivery_body([[event(site.id, f"https://example.com/{page}")]])
-        headers = {
-            "content-type": "application/json",
-            "x-amz-firehose-protocol-version": "1.0",
-            "x-amz-firehose-request-id": body["requestId"],
-            "x-amz-firehose-access-key": "lambda-key",
-        }
-        sent = function_url_event(rawPath="/firehose", body=json.dumps(body), headers=headers)
-        sent["requestContext"]["http"] |= {"path": "/firehose"}
-        return sent
+        return firehose_delivery(delivery_body([[event(site.id, f"https://example.com/{page}")]]))
 
-    env = {
-        "TOPUP_DATABASE_URL": database_url,
-        "TOPUP_FIREHOSE_ACCESS_KEY": "lambda-key",
-        "TOPUP_DATA_DIR": str(tmp_path),
-        "TOPUP_DATABASE_IDLE_SESSION_S": "0.5",
-    }
+    env = process_env(database_url, tmp_path) | {"TOPUP_DATABASE_IDLE_SESSION_S": "0.5"}
     result = invoke("process.handler", [delivery("a"), delivery("b")], env, pause_s=1.5)
     assert [a["statusCode"] for a in result["answers"]] == [200, 200]
     assert await db.fetchval("SELECT count(*) FROM events") == 2
