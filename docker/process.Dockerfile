@@ -7,8 +7,8 @@ COPY services /tmp/src/services
 RUN pip install --no-cache-dir -c /tmp/src/requirements.lock "/tmp/src[process]" --target "${LAMBDA_TASK_ROOT}" \
     && rm -rf /tmp/src
 
-# The functions reach Aurora over the internet with TLS they verify (sslmode=verify-full)
-# against Amazon RDS's CA bundle, fetched when the image is built (readable by Lambda's user).
+# Connections to Aurora verify its certificate and host name (sslmode=verify-full) against
+# Amazon RDS's CA bundle, fetched when the image is built (readable by Lambda's user).
 ARG RDS_CA_BUNDLE=https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem
 RUN python -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
         "${RDS_CA_BUNDLE}" /opt/rds-ca-bundle.pem \
