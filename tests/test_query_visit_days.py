@@ -235,24 +235,42 @@ async def test_the_cards_answer_ground_truth_from_the_day_totals(built, dimensio
 
 
 async def test_a_late_delivery_forgets_the_days_it_changes_and_maintain_builds_them_again(built):
+    """A delivery forgets the visit days its sessions began on, no other: an event beginning a
+    session its own day, one continuing yesterday's tab session the day before. Meanwhile the
+    summaries answer; the next maintain builds the day again."""
     from tests.fixtures import event
 
     site = built["site"]
+    q = _query(site, {"metrics": ALL, "date_range": "30d"}, Tier.PRIVACY_POLICY, ZONE)
     conn = await connect(built["url"])
-    try:
-        day = await conn.fetchval("SELECT max(day) FROM visit_days WHERE site_id = $1", site.id)
-        noon = datetime.combine(day, time(12), UTC)
-        late = event(site.id, "https://example.com/late", session="late-tab", at=noon)
-        await store(built["url"], [late])
-        kept = {r["day"] for r in await conn.fetch("SELECT day FROM visit_days")}
-        assert day not in kept and day - timedelta(days=1) not in kept
-        assert day - timedelta(days=2) in kept
-        q = _query(site, {"metrics": ALL, "date_range": "30d"}, Tier.PRIVACY_POLICY, ZONE)
+
+    async def after(*events) -> set:
+        await store(built["url"], list(events))
         totals, summaries = await _both(conn, site, q, Tier.PRIVACY_POLICY)
         assert totals == summaries  # the forgotten days come from the summaries
-        assert await visit_days.build_closed_days(conn, NOW.date() - timedelta(days=35), NOW) == 2
+        return {r["day"] for r in await conn.fetch("SELECT day FROM visit_days")}
+
+    async def rebuilt() -> int:
+        built_days = await visit_days.build_closed_days(conn, NOW.date() - timedelta(days=35), NOW)
         totals, again = await _both(conn, site, q, Tier.PRIVACY_POLICY)
-        assert totals == again == summaries
+        assert totals == again
+        return built_days
+
+    try:
+        day = await conn.fetchval("SELECT max(day) FROM visit_days WHERE site_id = $1", site.id)
+        midnight = datetime.combine(day, time(), UTC)
+        kept = await after(event(site.id, "https://example.com/late", session="late-tab",
+                                 at=midnight + timedelta(hours=12)))  # fmt: skip
+        assert day not in kept and day - timedelta(days=1) in kept
+        assert await rebuilt() == 1
+        kept = await after(event(site.id, "https://example.com/eve", session="evening-tab",
+                                 at=midnight - timedelta(minutes=10)))  # fmt: skip
+        assert day - timedelta(days=1) not in kept and day in kept
+        assert await rebuilt() == 1
+        kept = await after(event(site.id, "https://example.com/on", session="evening-tab",
+                                 at=midnight + timedelta(minutes=10)))  # fmt: skip
+        assert day - timedelta(days=1) not in kept and day in kept  # the session's day only
+        assert await rebuilt() == 1
     finally:
         await conn.close()
 

@@ -5,12 +5,13 @@ In order, inside the transaction:
    and nothing else happens (a Firehose retry).
 2. Take a transaction-scoped advisory lock per site (in id order, so no deadlocks): deliveries
    for the same site write one at a time, which makes "first event of a session" and the
-   allowance exact under concurrency. Delete the `visit_days` the events change (only a late
-   delivery's events fall in days already built).
+   allowance exact under concurrency.
 3. Find which sessions already exist; the first event of a new session also gets an
    `initial_events` row, and later events inherit the session's visitor id. An event continues
    its tab's session begun yesterday or today (the key names the day it began), else it begins
-   one: no session spans more than two UTC days.
+   one: no session spans more than two UTC days. Delete the rollup days the events change (the
+   visit days their sessions began on, the local days of their instants; `rollups.forget`):
+   mostly none, since days are built after they end.
 4. COPY the events in. Event ids are fresh UUIDv7s, so straight into the table; if one is
    already stored (an overlapping delivery), the transaction is rolled back and redone through a
    staging table and INSERT … ON CONFLICT DO NOTHING: such an event is skipped, counted nowhere.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -128,6 +129,22 @@ def _sessions(kept: list[Work], existing: dict[tuple[uuid.UUID, int], int | None
             new.add(key)
         out.append((event_row(work), work if key in new else None))
     return out
+
+
+def _changed_days(
+    kept: list[Work],
+) -> tuple[set[tuple[uuid.UUID, date]], set[tuple[uuid.UUID, datetime]]]:
+    """The rollup days these events (sessions resolved) can change: the UTC days their sessions
+    began, and their instants (for the local days). A superset of what is stored: events the
+    rate limit or the allowance refuses only make a day be built again."""
+    begun: set[tuple[uuid.UUID, date]] = set()
+    touched: set[tuple[uuid.UUID, datetime]] = set()
+    for work in kept:
+        assert work.site is not None
+        continued = work.continued_session is not None and work.session_id == work.continued_session
+        begun.add((work.site.id, work.day - timedelta(days=1) if continued else work.day))
+        touched.update((work.site.id, t) for t in rollups.touched_instants(work.raw.received_at))
+    return begun, touched
 
 
 def _beginnings(stored: list[Pending]) -> list[InitialRow]:
@@ -297,8 +314,8 @@ async def _write(
             await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
             site_ids = list({w.site.id for w in kept if w.site is not None})
             await lock_sites(conn, site_ids)
-            await rollups.forget(conn, site_ids, min(w.raw.received_at for w in kept).date())
             rows = _sessions(kept, await _existing_sessions(conn, kept))
+            await rollups.forget(conn, *_changed_days(kept))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, limits)
             for event in limited:

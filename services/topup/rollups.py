@@ -16,23 +16,57 @@ from topup import local_days, visit_days
 TABLES = ("visit_days", "visit_day_values", "local_days", "local_day_values")
 
 
-# One statement, one round trip in every delivery's transaction.
+# One statement, one round trip in every delivery's transaction. A visit day is changed by an
+# event of a session begun that day; a local day (in the zone of its row) by an event at one of
+# its instants — in its visit_hours hour for `local_days`, at its own time for the values.
 _FORGET = (
-    "WITH "
-    + ", ".join(
-        f"{table} AS (DELETE FROM {table} WHERE site_id = ANY($1::uuid[]) AND day >= $2)"
-        for table in TABLES
+    """
+WITH begun AS (SELECT * FROM unnest($1::uuid[], $2::date[]) AS c(site_id, day)),
+     touched AS (SELECT * FROM unnest($3::uuid[], $4::timestamptz[]) AS c(site_id, ts)),
+"""
+    + ",\n".join(
+        f"""     {table} AS (DELETE FROM {table} t USING {changes} c
+                WHERE t.site_id = c.site_id AND t.day = {day})"""
+        for table, changes, day in (
+            ("visit_days", "begun", "c.day"),
+            ("visit_day_values", "begun", "c.day"),
+            ("local_days", "touched", "(c.ts AT TIME ZONE t.zone)::date"),
+            ("local_day_values", "touched", "(c.ts AT TIME ZONE t.zone)::date"),
+        )
     )
-    + " SELECT 1"
+    + "\nSELECT 1"
 )
 
+QUARTER_HOUR = timedelta(minutes=15)  # every zone's offset from UTC is a multiple of it
 
-async def forget(conn: asyncpg.Connection, site_ids: Iterable[uuid.UUID], earliest: date) -> None:
-    """In a delivery's transaction (holding its sites' locks): delete the days its events, the
-    earliest on UTC day `earliest`, can change — from the day before on, in both rollups: an
-    event changes its own day's sessions and those begun the day before, and an instant's local
-    date is at most a day before its UTC date."""
-    await conn.execute(_FORGET, list(site_ids), earliest - timedelta(days=1))
+
+def _floor(instant: datetime, step: timedelta) -> datetime:
+    return instant - (instant - datetime.min.replace(tzinfo=instant.tzinfo)) % step
+
+
+def touched_instants(instant: datetime) -> set[datetime]:
+    """Instants with an event's local dates in every zone: its quarter hour (a local midnight
+    falls on one) and its hour (the `visit_hours` row it changes)."""
+    return {_floor(instant, QUARTER_HOUR), _floor(instant, timedelta(hours=1))}
+
+
+async def forget(
+    conn: asyncpg.Connection,
+    begun: Iterable[tuple[uuid.UUID, date]],
+    touched: Iterable[tuple[uuid.UUID, datetime]],
+) -> None:
+    """In a delivery's transaction (holding its sites' locks): delete the rollup days its events
+    change — the visit days its sessions began on (`begun`: site, UTC day) and the local days of
+    its events' instants (`touched`: site, instant) — so the next `topup maintain` builds them
+    again and meanwhile queries read the summaries."""
+    begun, touched = list(begun), list(touched)
+    await conn.execute(
+        _FORGET,
+        [site for site, _ in begun],
+        [day for _, day in begun],
+        [site for site, _ in touched],
+        [instant for _, instant in touched],
+    )
 
 
 async def build_closed_days(

@@ -14,9 +14,12 @@ What makes the sums exact (and what the builder checks before it calls a day exa
   session takes the day's hash; a continued one keeps the hash it began with), so visitors of
   different days are different visitors and add up. `banner_free` counts sessions as visitors.
 
-A day is built once the next day has ended and late deliveries have had time to arrive
-(`CLOSED_AFTER`); a delivery that stores an event of an earlier day deletes the rows it
-changes (`rollups.forget`), and the next `topup maintain` builds them again.
+A day is built two hours after it ends (`CLOSED_AFTER`), while the next day's events may still
+extend its sessions: a delivery deletes the days its sessions began on (`rollups.forget`: an
+event continuing a session begun the day before deletes that day), so a built day always sums
+the rows stored, and the next `topup maintain` builds it again. By then nearly every session of
+the day has lapsed (the tracker's lapse after 30 minutes without an event), so yesterday stays
+built and a dashboard's range leaves only today to the summaries.
 """
 
 from __future__ import annotations
@@ -29,9 +32,8 @@ import asyncpg
 from topup.local_days import EVENT_VALUE_ROWS
 from topup.site_lock import lock_sites
 
-# Day d is closed from d + 2 days + 2 hours: its sessions' rows end at d + 2 days, and Firehose
-# retries a delivery for up to two hours.
-CLOSED_AFTER = timedelta(days=2, hours=2)
+# Day d is closed from d + 1 day + 2 hours: Firehose retries a delivery for up to two hours.
+CLOSED_AFTER = timedelta(days=1, hours=2)
 
 _BUILD = """
 WITH began AS (
