@@ -16,9 +16,15 @@ from topup import local_days, visit_days
 TABLES = ("visit_days", "visit_day_values", "local_days", "local_day_values")
 
 
+_VISIT_DAYS = "t.site_id = ANY($1::uuid[]) AND t.day = ANY($2::date[])"
+_LOCAL_DAYS = "t.site_id = ANY($3::uuid[]) AND t.day BETWEEN $5::date - 1 AND $6::date + 1"
+_LOCAL_DAY = "(c.ts AT TIME ZONE t.zone)::date"
+
 # One statement, one round trip in every delivery's transaction. A visit day is changed by an
 # event of a session begun that day; a local day (in the zone of its row) by an event at one of
-# its instants — in its visit_hours hour for `local_days`, at its own time for the values.
+# its instants — in its visit_hours hour for `local_days`, at its own time for the values. The
+# `= ANY` and range conditions let each delete find its rows by index (a local date lies within
+# a day of the UTC date); the join to the pairs keeps it exact.
 _FORGET = (
     """
 WITH begun AS (SELECT * FROM unnest($1::uuid[], $2::date[]) AS c(site_id, day)),
@@ -26,12 +32,12 @@ WITH begun AS (SELECT * FROM unnest($1::uuid[], $2::date[]) AS c(site_id, day)),
 """
     + ",\n".join(
         f"""     {table} AS (DELETE FROM {table} t USING {changes} c
-                WHERE t.site_id = c.site_id AND t.day = {day})"""
-        for table, changes, day in (
-            ("visit_days", "begun", "c.day"),
-            ("visit_day_values", "begun", "c.day"),
-            ("local_days", "touched", "(c.ts AT TIME ZONE t.zone)::date"),
-            ("local_day_values", "touched", "(c.ts AT TIME ZONE t.zone)::date"),
+                WHERE {by_index} AND t.site_id = c.site_id AND t.day = {day})"""
+        for table, changes, by_index, day in (
+            ("visit_days", "begun", _VISIT_DAYS, "c.day"),
+            ("visit_day_values", "begun", _VISIT_DAYS, "c.day"),
+            ("local_days", "touched", _LOCAL_DAYS, _LOCAL_DAY),
+            ("local_day_values", "touched", _LOCAL_DAYS, _LOCAL_DAY),
         )
     )
     + "\nSELECT 1"
@@ -60,12 +66,17 @@ async def forget(
     its events' instants (`touched`: site, instant) — so the next `topup maintain` builds them
     again and meanwhile queries read the summaries."""
     begun, touched = list(begun), list(touched)
+    if not touched:
+        return
+    instants = [instant for _, instant in touched]
     await conn.execute(
         _FORGET,
         [site for site, _ in begun],
         [day for _, day in begun],
         [site for site, _ in touched],
-        [instant for _, instant in touched],
+        instants,
+        min(instants).date(),
+        max(instants).date(),
     )
 
 
