@@ -25,7 +25,7 @@ class Database(Construct):
                 self, "Parameters", engine=engine, parameters={"rds.force_ssl": "1"}
             ),
             writer=rds.ClusterInstance.serverless_v2(
-                "Writer", publicly_accessible=network.database_public
+                "Writer", publicly_accessible=network.functions is None
             ),
             serverless_v2_min_capacity=0,
             serverless_v2_max_capacity=config.aurora_max_acu,

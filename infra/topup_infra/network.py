@@ -51,7 +51,6 @@ class Network(Construct):
         self.database_subnets = ec2.SubnetSelection(
             subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS if private else ec2.SubnetType.PUBLIC
         )
-        self.database_public = not private
         self.functions: Placement | None = None
         if private:
             self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)

@@ -138,12 +138,13 @@ def _changed_days(
     began, and their instants (for the local days). A superset of what is stored: events the
     rate limit or the allowance refuses only make a day be built again."""
     begun: set[tuple[uuid.UUID, date]] = set()
-    touched: set[tuple[uuid.UUID, datetime]] = set()
     for work in kept:
         assert work.site is not None
         continued = work.continued_session is not None and work.session_id == work.continued_session
         begun.add((work.site.id, work.day - timedelta(days=1) if continued else work.day))
-        touched.update((work.site.id, t) for t in rollups.touched_instants(work.raw.received_at))
+    touched = rollups.touched_instants(
+        (w.site.id, w.raw.received_at) for w in kept if w.site is not None
+    )
     return begun, touched
 
 

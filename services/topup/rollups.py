@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import asyncpg
 
 from topup import local_days, visit_days
 
-TABLES = ("visit_days", "visit_day_values", "local_days", "local_day_values")
+VISIT_TABLES = ("visit_days", "visit_day_values")  # per UTC day the sessions began
+LOCAL_TABLES = ("local_days", "local_day_values")  # per day in the row's zone
+TABLES = VISIT_TABLES + LOCAL_TABLES
 
 
 _VISIT_DAYS = "t.site_id = ANY($1::uuid[]) AND t.day = ANY($2::date[])"
@@ -33,27 +35,28 @@ WITH begun AS (SELECT * FROM unnest($1::uuid[], $2::date[]) AS c(site_id, day)),
     + ",\n".join(
         f"""     {table} AS (DELETE FROM {table} t USING {changes} c
                 WHERE {by_index} AND t.site_id = c.site_id AND t.day = {day})"""
-        for table, changes, by_index, day in (
-            ("visit_days", "begun", _VISIT_DAYS, "c.day"),
-            ("visit_day_values", "begun", _VISIT_DAYS, "c.day"),
-            ("local_days", "touched", _LOCAL_DAYS, _LOCAL_DAY),
-            ("local_day_values", "touched", _LOCAL_DAYS, _LOCAL_DAY),
+        for tables, changes, by_index, day in (
+            (VISIT_TABLES, "begun", _VISIT_DAYS, "c.day"),
+            (LOCAL_TABLES, "touched", _LOCAL_DAYS, _LOCAL_DAY),
         )
+        for table in tables
     )
     + "\nSELECT 1"
 )
 
-QUARTER_HOUR = timedelta(minutes=15)  # every zone's offset from UTC is a multiple of it
 
-
-def _floor(instant: datetime, step: timedelta) -> datetime:
-    return instant - (instant - datetime.min.replace(tzinfo=instant.tzinfo)) % step
-
-
-def touched_instants(instant: datetime) -> set[datetime]:
-    """Instants with an event's local dates in every zone: its quarter hour (a local midnight
-    falls on one) and its hour (the `visit_hours` row it changes)."""
-    return {_floor(instant, QUARTER_HOUR), _floor(instant, timedelta(hours=1))}
+def touched_instants(
+    events: Iterable[tuple[uuid.UUID, datetime]],
+) -> set[tuple[uuid.UUID, datetime]]:
+    """(site, instant) pairs with the local dates of these events (site, UTC instant) in every
+    zone: each event's quarter hour (every zone's offset is a multiple of 15 minutes, so a
+    local midnight falls on one) and its hour (the `visit_hours` row it changes). Per delivery
+    they are a handful, however many its events (per event this is on process's hot path)."""
+    quarters = {
+        (site, t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0))
+        for site, t in events
+    }
+    return quarters | {(site, q.replace(minute=0)) for site, q in quarters}
 
 
 async def forget(

@@ -10,22 +10,29 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from topup.aws_secrets import resolve_secrets
 from topup.database import connect, migrate
 from topup.maintenance import maintain
-from topup.settings import load_settings
+from topup.settings import Settings, load_settings
 
 SCHEMA_RESOURCE_ID = "topup-schema"
 
 
-async def _migrate() -> list[str]:
+async def _connect() -> tuple[asyncpg.Connection, Settings]:
+    """The task's one connection (settings from the environment and the secrets) and settings."""
     settings = await resolve_secrets(load_settings())
     assert settings.database_url is not None, "TOPUP_DATABASE_URL or TOPUP_DATABASE_SECRET_ARN"
     conn = await connect(
         settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
     )
+    return conn, settings
+
+
+async def _migrate() -> list[str]:
+    conn, _ = await _connect()
     try:
         return [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
     finally:
@@ -33,11 +40,7 @@ async def _migrate() -> list[str]:
 
 
 async def _maintain() -> dict[str, Any]:
-    settings = await resolve_secrets(load_settings())
-    assert settings.database_url is not None, "TOPUP_DATABASE_URL or TOPUP_DATABASE_SECRET_ARN"
-    conn = await connect(
-        settings.database_url, connect_timeout_s=settings.database_connect_timeout_s
-    )
+    conn, settings = await _connect()
     try:
         report = await maintain(conn, retention_days=settings.retention_days)
     finally:
