@@ -191,7 +191,9 @@ async def test_upgrading_to_page_values_deletes_the_days_built_before_and_mainta
                VALUES ($1, '2026-11-20', 'visit:country', 'DE', 3, 3)""",
             uuid.UUID(site),
         )
-        assert [m.version for m in await migrate(conn)] == [8]
+        assert [m.version for m in await migrate(conn)] == [
+            m.version for m in bundled_migrations() if m.version >= 8
+        ]
         assert await conn.fetchval("SELECT count(*) FROM visit_days") == 0
         assert await conn.fetchval("SELECT count(*) FROM visit_day_values") == 0
         # The days are built again, now with pages: one session, two pages, two events on one.
@@ -228,4 +230,51 @@ async def test_upgrading_to_page_values_deletes_the_days_built_before_and_mainta
     finally:
         await conn.close()
         await admin.execute("DROP DATABASE IF EXISTS upgrade_0008 WITH (FORCE)")
+        await admin.close()
+
+
+async def test_upgrading_to_continued_flags_the_rows_of_sessions_carried_over(postgres_server_url):
+    """0009 marks the visit_hours rows whose session began on an earlier UTC day, from the
+    sessions' initial rows, as process marks them from then on."""
+    from tests.conftest import database_url_for
+
+    admin = await connect(postgres_server_url)
+    await admin.execute("DROP DATABASE IF EXISTS upgrade_0009 WITH (FORCE)")
+    await admin.execute("CREATE DATABASE upgrade_0009")
+    conn = await connect(database_url_for(postgres_server_url, "upgrade_0009"))
+    site = uuid.UUID("00000000-0000-0000-0000-0000000000aa")
+    try:
+        await migrate(conn, [m for m in bundled_migrations() if m.version < 9])
+        await conn.execute("SELECT topup_create_partitions('2026-11-20', '2026-11-22')")
+        await conn.execute(
+            """INSERT INTO initial_events (event_id, site_id, ts, session_id, visitor_id,
+                                           hostname, entry_page)
+               VALUES (gen_random_uuid(), $1, '2026-11-20 23:50+00', 1, 7, 'example.com', '/'),
+                      (gen_random_uuid(), $1, '2026-11-21 00:05+00', 2, 8, 'example.com', '/')""",
+            site,
+        )
+        await conn.execute(
+            """INSERT INTO events (event_id, site_id, ts, session_id, visitor_id, name, hostname,
+                                   pathname)
+               SELECT gen_random_uuid(), $1, t, s, v, 'pageview', 'example.com', '/'
+               FROM (VALUES ('2026-11-20 23:50+00'::timestamptz, 1, 7),
+                            ('2026-11-21 00:10+00', 1, 7),
+                            ('2026-11-21 00:05+00', 2, 8),
+                            ('2026-11-21 00:20+00', 3, 9)  -- no initial row
+                    ) AS x(t, s, v)""",
+            site,
+        )
+        await conn.execute("SELECT topup_rebuild_visit_hours('2026-11-20', '2026-11-22')")
+        assert [m.version for m in await migrate(conn)] == [9]
+        flags = """SELECT session_id, (hour AT TIME ZONE 'UTC')::date, continued FROM visit_hours
+                   ORDER BY session_id, hour"""
+        expected = [(1, date(2026, 11, 20), False), (1, date(2026, 11, 21), True),
+                    (2, date(2026, 11, 21), False), (3, date(2026, 11, 21), False)]  # fmt: skip
+        assert [tuple(r) for r in await conn.fetch(flags)] == expected
+        # and the rebuild, now 0009's, sets the flag alike
+        await conn.execute("SELECT topup_rebuild_visit_hours('2026-11-20', '2026-11-22')")
+        assert [tuple(r) for r in await conn.fetch(flags)] == expected
+    finally:
+        await conn.close()
+        await admin.execute("DROP DATABASE IF EXISTS upgrade_0009 WITH (FORCE)")
         await admin.close()

@@ -272,8 +272,9 @@ async def test_events_stamped_far_in_the_past_or_future_are_invalid(process, db,
 async def test_visit_hours_equal_a_rebuild_from_the_stored_events(process, db, site):
     """The sessions' hourly summaries that process adds to as it writes are exactly what
     recomputing them from `events` gives, through redeliveries, overlaps, events arriving out
-    of order and across hours, page views at the same instant, and allowance running out."""
-    from datetime import UTC, datetime, timedelta
+    of order and across hours, page views at the same instant, allowance running out, and
+    sessions carried over midnight (flagged `continued` on the next day)."""
+    from datetime import UTC, datetime, time, timedelta
 
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     at = [base - timedelta(minutes=5) + timedelta(minutes=3 * i) for i in range(6)]  # 2 hours
@@ -290,16 +291,31 @@ async def test_visit_hours_equal_a_rebuild_from_the_stored_events(process, db, s
     extra = [event(site.id, f"https://example.com/d{i}", session="d", at=at[4]) for i in range(4)]
     assert (await deliver(process, delivery_body([extra]))).status_code == 200
     assert await usage(db, site.id) == {"accepted": 13, "over_allowance": 2}
+    # Sessions carried over midnight: within one delivery, and across two.
+    await db.execute("UPDATE sites SET allowance_remaining = 100 WHERE id = $1", site.id)
+    midnight = datetime.combine(base.date() - timedelta(days=1), time(), UTC)
+    around = [midnight - timedelta(minutes=5), midnight + timedelta(minutes=5)]
+    m = [
+        event(site.id, f"https://example.com/m{i}", session="m", at=t) for i, t in enumerate(around)
+    ]
+    n = [
+        event(site.id, f"https://example.com/n{i}", session="n", at=t) for i, t in enumerate(around)
+    ]
+    for part in ([m[0]], [m[1]], n):
+        assert (await deliver(process, delivery_body([part]))).status_code == 200
 
     query = """SELECT site_id, hour, session_id, visitor, pageviews, events, first_ts, last_ts,
-                      exit_ts, exit_page FROM visit_hours ORDER BY hour, session_id"""
+                      exit_ts, exit_page, continued FROM visit_hours ORDER BY hour, session_id"""
     kept = [tuple(r) for r in await db.fetch(query)]
+    carried = {r[9]: r[10] for r in kept if (r[9] or "")[:2] in ("/m", "/n")}
+    assert carried == {"/m0": False, "/m1": True, "/n0": False, "/n1": True}
+    assert not any(r[10] for r in kept if r[9] not in carried)
     by_exit = {r[9]: r for r in kept}
     assert by_exit["/z"][4:6] == (3, 3)  # the tie: the greater path at the same instant
     # session a: 2 page views before the hour, 4 page views and the custom event after it
     assert sorted(r[4:6] for r in kept if r[9] in ("/a1", "/a5")) == [(2, 2), (4, 5)]
     assert by_exit["/a5"][6:8] == (at[2], at[5] + timedelta(seconds=1))
-    days = (base - timedelta(days=1)).date(), base.date()
+    days = (base - timedelta(days=2)).date(), base.date()
     assert await db.fetchval("SELECT topup_rebuild_visit_hours($1, $2)", *days) == len(kept)
     assert [tuple(r) for r in await db.fetch(query)] == kept
 

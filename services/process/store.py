@@ -21,7 +21,8 @@ In order, inside the transaction:
 6. Grant allowance per site in one statement (check and decrement together); events beyond it
    (the latest ones) are removed again and counted as `over_allowance`.
 7. Insert the initial rows, add the stored events to their sessions' `visit_hours` (the
-   summary the dashboard's visit-level queries read), add the day's usage (accepted, and dropped
+   summary the dashboard's visit-level queries read; a row says whether its session began on
+   an earlier UTC day, from the session's initial row), add the day's usage (accepted, and dropped
    by reason), and record the delivery's totals.
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -82,10 +83,18 @@ class Partitions:
             self.days.update(missing)
 
 
+class Session(msgspec.Struct, frozen=True):
+    """A session begun in an earlier delivery: its visitor id and the UTC day of its initial
+    row."""
+
+    visitor_id: int | None
+    began: date
+
+
 async def _existing_sessions(
     conn: asyncpg.Connection, kept: list[Work]
-) -> dict[tuple[uuid.UUID, int], int | None]:
-    """(site, session) → visitor id, for sessions begun in an earlier delivery."""
+) -> dict[tuple[uuid.UUID, int], Session]:
+    """(site, session) → the session, for sessions begun in an earlier delivery."""
     pairs = {(w.site.id, w.session_id) for w in kept if w.site is not None} | {
         (w.site.id, w.continued_session)
         for w in kept
@@ -93,7 +102,8 @@ async def _existing_sessions(
     }
     since = min(w.raw.received_at for w in kept).date()
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (i.site_id, i.session_id) i.site_id, i.session_id, i.visitor_id
+        """SELECT DISTINCT ON (i.site_id, i.session_id) i.site_id, i.session_id, i.visitor_id,
+                  (i.ts AT TIME ZONE 'UTC')::date AS began
            FROM initial_events i
            JOIN unnest($1::uuid[], $2::bigint[]) AS s(site_id, session_id)
              ON i.site_id = s.site_id AND i.session_id = s.session_id
@@ -104,13 +114,13 @@ async def _existing_sessions(
         since,
         SESSION_LOOKBACK_DAYS,
     )
-    return {(r["site_id"], r["session_id"]): r["visitor_id"] for r in rows}
+    return {(r["site_id"], r["session_id"]): Session(r["visitor_id"], r["began"]) for r in rows}
 
 
-def _sessions(kept: list[Work], existing: dict[tuple[uuid.UUID, int], int | None]) -> list[Pending]:
+def _sessions(kept: list[Work], existing: dict[tuple[uuid.UUID, int], Session]) -> list[Pending]:
     """Each event's row in time order, with its work when its session is new in this delivery
     (so the first of its events that is stored can begin it)."""
-    visitors = dict(existing)
+    visitors = {key: session.visitor_id for key, session in existing.items()}
     new: set[tuple[uuid.UUID, int]] = set()
     out: list[Pending] = []
     for work in sorted(kept, key=lambda w: (w.raw.received_at, w.raw.event_id)):
@@ -311,11 +321,13 @@ async def _write(
             return None
         rows: list[Pending] = []
         limited: list[EventRow] = []
+        existing: dict[tuple[uuid.UUID, int], Session] = {}
         if kept:
             await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
             site_ids = list({w.site.id for w in kept if w.site is not None})
             await lock_sites(conn, site_ids)
-            rows = _sessions(kept, await _existing_sessions(conn, kept))
+            existing = await _existing_sessions(conn, kept)
+            rows = _sessions(kept, existing)
             await rollups.forget(conn, *_changed_days(kept))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, limits)
@@ -351,7 +363,10 @@ async def _write(
             [as_tuple(i) for i in initials],
             careful=careful,
         )
-        await visit_hours.add(conn, [e for e, _ in stored])
+        began = {key: session.began for key, session in existing.items()} | {
+            (i.site_id, i.session_id): i.ts.astimezone(UTC).date() for i in initials
+        }
+        await visit_hours.add(conn, [e for e, _ in stored], began)
         for event, _ in stored:
             usage[(event.site_id, event.ts.date(), ACCEPTED)] += 1
         await _add_usage(conn, usage)

@@ -1,12 +1,12 @@
 """Keeping `visit_hours` (migration 0004): each session's page views, events, first and last
-instant and exit page per UTC hour, added to in the delivery's transaction from exactly the
-events it stored, so the summary always equals what `topup_rebuild_visit_hours` computes from
-`events`."""
+instant and exit page per UTC hour, and whether the session began on an earlier UTC day (0009),
+added to in the delivery's transaction from exactly the events it stored, so the summary always
+equals what `topup_rebuild_visit_hours` computes from `events` and `initial_events`."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 import msgspec
@@ -15,6 +15,7 @@ from process.rows import EventRow, utc_hour, visitor_key
 from process.upsert import upsert
 
 Key = tuple[uuid.UUID, datetime, int, int]  # site, hour, session, visitor
+Began = dict[tuple[uuid.UUID, int], date]  # (site, session) → the UTC day of its initial row
 
 
 class HourSummary(msgspec.Struct):
@@ -24,6 +25,7 @@ class HourSummary(msgspec.Struct):
     last_ts: datetime | None = None
     exit_ts: datetime | None = None
     exit_page: str | None = None
+    continued: bool = False  # the session began on an earlier UTC day than this hour
 
     def add(self, event: EventRow) -> None:
         self.events += 1
@@ -43,25 +45,31 @@ class HourSummary(msgspec.Struct):
                 self.exit_ts, self.exit_page = event.ts, event.pathname
 
 
-def summarise(events: list[EventRow]) -> dict[Key, HourSummary]:
+def summarise(events: list[EventRow], began: Began) -> dict[Key, HourSummary]:
     hours: dict[Key, HourSummary] = {}
     for event in events:
-        key = (event.site_id, utc_hour(event), event.session_id, visitor_key(event))
-        hours.setdefault(key, HourSummary()).add(event)
+        hour = utc_hour(event)
+        key = (event.site_id, hour, event.session_id, visitor_key(event))
+        summary = hours.get(key)
+        if summary is None:
+            day = began.get((event.site_id, event.session_id))
+            summary = hours[key] = HourSummary(continued=day is not None and day < hour.date())
+        summary.add(event)
     return hours
 
 
-async def add(conn: asyncpg.Connection, events: list[EventRow]) -> None:
+async def add(conn: asyncpg.Connection, events: list[EventRow], began: Began) -> None:
     """Add stored events to their sessions' hours. Of the exit page already stored and the
-    delivery's, the later page view (by instant, then path) wins, whichever came first."""
-    hours = summarise(events)
+    delivery's, the later page view (by instant, then path) wins, whichever came first. A
+    session without an initial row counts as begun in the hour's day, as in the rebuild."""
+    hours = summarise(events, began)
     await upsert(
         conn,
         """INSERT INTO visit_hours AS v (site_id, hour, session_id, visitor, pageviews, events,
-                                          first_ts, last_ts, exit_ts, exit_page)
+                                          first_ts, last_ts, exit_ts, exit_page, continued)
            SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[],
                                 $5::int[], $6::int[], $7::timestamptz[], $8::timestamptz[],
-                                $9::timestamptz[], $10::text[])
+                                $9::timestamptz[], $10::text[], $11::boolean[])
            ON CONFLICT (site_id, hour, session_id, visitor) DO UPDATE SET
                pageviews = v.pageviews + EXCLUDED.pageviews,
                events = v.events + EXCLUDED.events,

@@ -6,11 +6,12 @@ plus `visit_hours` (for a page or event name: `events`) for the rest of the rang
 
 For a range [start, end) on whole hours, the inner days are the built, exact days d whose
 sessions lie wholly inside it ([d, d + 2 days) within the range); their totals are added up.
-Every other session with rows in the range is summed from `visit_hours`: its rows lie in a day h
-that is not covered by inner days d = h and d = h - 1 (a row of day h belongs to a session begun
-on h or h - 1), and among those rows the sessions begun on an inner day are left out, since
-their totals are already counted. The answer equals `visit_sql`'s (tests compare them): the
-rest's rows join their sessions' attributes as `visit_sql` joins them.
+Every other session with rows in the range is summed from `visit_hours`: a row of day h belongs
+to a session begun on h, or carried over from h - 1 (flagged `continued`), and it is left to the
+rest when that day is not inner. So the rest is today's rows but yesterday's carried-over ones,
+and the first day's carried-over rows (found by a partial index): a filter, no join. The answer
+equals `visit_sql`'s (tests compare them): the rest's rows join their sessions' attributes as
+`visit_sql` joins them.
 
 Not for the `full` tier: its visitors are consented ids that last across days.
 """
@@ -95,23 +96,38 @@ def _range_days(query: StatsQuery) -> list[date]:
     return days
 
 
-def _rest_days(query: StatsQuery, inner: set[date]) -> list[date]:
-    """The range's UTC days whose rows are not all counted by inner days."""
-    return [h for h in _range_days(query) if not (h in inner and h - _DAY in inner)]
+# Which of a UTC day's rows the inner days leave to the rest: all, only those of the sessions
+# begun that day, or only those carried over from the day before (`visit_hours.continued`).
+ALL, BEGUN, CARRIED = "all", "begun", "carried"
 
 
-def _in_rest(sql: Params, query: StatsQuery, rest_days: list[date], column: str) -> str:
-    """The condition on `column` (`visit_hours v`'s hour, `events e`'s ts) for the rows on the
-    rest days."""
-    if not rest_days:
-        return "FALSE"
-    return f"({_within(sql, column, _spans(rest_days, query.start, query.end))})"
+def _rest(query: StatsQuery, inner: set[date]) -> dict[str, list[date]]:
+    """The range's UTC days by which of their rows the inner days do not count: a row of day h
+    belongs to a session begun on h, or carried over from h - 1 (its key names that day), and
+    an inner day counts the sessions begun on it."""
+    rest: dict[str, list[date]] = {ALL: [], BEGUN: [], CARRIED: []}
+    for h in _range_days(query):
+        begun, carried = h not in inner, h - _DAY not in inner
+        if begun or carried:
+            rest[ALL if begun and carried else BEGUN if begun else CARRIED].append(h)
+    return rest
 
 
-def _begun_on(rest_days: list[date]) -> set[date]:
-    """The days the rest's sessions can have begun on: a row of day h belongs to a session
-    begun on h or h - 1 (its key names that day)."""
-    return {d for h in rest_days for d in (h, h - _DAY)}
+def _rest_rows(sql: Params, query: StatsQuery, rest: dict[str, list[date]]) -> str:
+    """The condition on `visit_hours v` for the rows the inner days do not count."""
+    flag = {ALL: "", BEGUN: " AND NOT v.continued", CARRIED: " AND v.continued"}
+    parts = [
+        f"(({_within(sql, 'v.hour', _spans(days, query.start, query.end))}){flag[which]})"
+        for which, days in rest.items()
+        if days
+    ]
+    return f"({' OR '.join(parts)})" if parts else "FALSE"
+
+
+def _began_days(rest: dict[str, list[date]]) -> list[date]:
+    """The days the rest's sessions began on (none of them inner), ascending."""
+    began = {h for h in rest[ALL] + rest[BEGUN]} | {h - _DAY for h in rest[ALL] + rest[CARRIED]}
+    return sorted(began)
 
 
 def _on_days(sql: Params, column: str, days: list[date]) -> str:
@@ -119,21 +135,34 @@ def _on_days(sql: Params, column: str, days: list[date]) -> str:
     return _within(sql, column, _spans(days, midnight(days[0]), midnight(days[-1] + _DAY)))
 
 
-def _uncounted(
-    sql: Params, inner: set[date], rest_days: list[date], site: str, rows: str = "v"
-) -> str:
-    """The condition on the rest's rows (`visit_hours v`, `events e`) leaving out the sessions
-    an inner day counts: those begun on an inner day that can have rows in the rest."""
-    counted = sorted(_begun_on(rest_days) & inner)
-    if not counted:
-        return "TRUE"
-    began = _on_days(sql, "c.ts", counted)
-    # NOT EXISTS, not NOT IN: an anti join stays a hash join (spilling if it must) however
-    # many sessions there are; NOT IN falls back to a per-row scan once the sessions do not
-    # fit in work_mem (measured on 2M events: 89 ms → 17 s with a small work_mem).
-    return f"""NOT EXISTS (
-              SELECT 1 FROM initial_events c
-              WHERE c.site_id = {site} AND c.session_id = {rows}.session_id AND ({began}))"""
+def _rest_events(
+    sql: Params, query: StatsQuery, rest: dict[str, list[date]], site: str, select: str
+) -> list[str]:
+    """`select` (columns of `events e`) over the events the inner days do not count, one
+    SELECT per kind of day (UNION ALL them). An event has no flag: its session is carried over
+    when the session has a carried-over row on the event's day."""
+    parts = []
+    for which, days in rest.items():
+        if not days:
+            continue
+        spans = _spans(days, query.start, query.end)
+        part = f"""
+    {select}
+    FROM events e
+    WHERE e.site_id = {site} AND ({_within(sql, "e.ts", spans)})"""
+        carried = f"""FROM visit_hours c
+          WHERE c.site_id = {site} AND ({_within(sql, "c.hour", spans)}) AND c.continued"""
+        if which == BEGUN:
+            part += f"""
+      AND NOT EXISTS (SELECT 1 {carried} AND c.session_id = e.session_id)"""
+        elif which == CARRIED:
+            # Only the hours with carried-over rows (mostly the first), not the whole day.
+            part += f"""
+      AND e.ts >= (SELECT min(c.hour) {carried})
+      AND e.ts < (SELECT max(c.hour) + interval '1 hour' {carried})
+      AND EXISTS (SELECT 1 {carried} AND c.session_id = e.session_id)"""
+        parts.append(part)
+    return parts
 
 
 async def fetch(
@@ -155,13 +184,13 @@ async def fetch(
     sql = Params(POSTGRES)
     site = sql.add(site_id)
     inner = {r["day"] for r in built}
-    rest_days = _rest_days(query, inner)
+    rest = _rest(query, inner)
     if not query.dimensions:
-        text = _totals(sql, query, tier, site, built, rest_days)
+        text = _totals(sql, query, tier, site, built, rest)
     elif query.dimensions[0] in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
-        text = _visits_per_value(sql, query, tier, site, inner, rest_days)
+        text = _visits_per_value(sql, query, tier, site, inner, rest)
     else:
-        text = _per_value(sql, query, tier, site, inner, rest_days)
+        text = _per_value(sql, query, tier, site, inner, rest)
     text, values = sql.finish(text)
     return list(await conn.fetch(text, *values))
 
@@ -172,12 +201,8 @@ def _totals(
     tier: Tier,
     site: str,
     built: list[asyncpg.Record],
-    rest_days: list[date],
+    rest: dict[str, list[date]],
 ) -> str:
-    inner = {r["day"] for r in built}
-    rest = (
-        f"{_in_rest(sql, query, rest_days, 'v.hour')} AND {_uncounted(sql, inner, rest_days, site)}"
-    )
     totals = {k: sum(r[k] for r in built) for k in ("visits", "pageviews", "events", "bounces")}
     totals["visitors"] = sum(r["visits" if tier is Tier.BANNER_FREE else "visitors"] for r in built)
     duration = sum(r["duration"] for r in built)
@@ -187,7 +212,7 @@ WITH r AS (
     SELECT v.session_id, {VISITOR[tier]} AS visitor, v.pageviews, v.events, v.first_ts,
            v.last_ts
     FROM visit_hours v
-    WHERE v.site_id = {site} AND {rest}
+    WHERE v.site_id = {site} AND {_rest_rows(sql, query, rest)}
 ),
 s AS (
     SELECT sum(pageviews) AS pageviews,
@@ -207,15 +232,6 @@ SELECT {sql.add(totals["visitors"])}::bigint + (SELECT count(DISTINCT visitor) F
 FROM s"""
 
 
-def _begun_outside(sql: Params, inner: set[date], rest_days: list[date]) -> str:
-    """For the cards that join each row to its session's initial row (`i`): the condition
-    keeping the rows whose session began on a day that is not inner, which leaves out the
-    sessions the inner days count without an anti join. Only the days the rest's sessions can
-    have begun on are read: a few partitions, not the whole range's."""
-    began = sorted(_begun_on(rest_days) - inner)
-    return f"({_on_days(sql, 'i.ts', began)})" if began else "FALSE"
-
-
 # The attributes the session's initial row holds (the exit page comes from its rows): the rest's
 # rows join that row.
 _ON_INITIAL_ROW = frozenset(ATTRIBUTES) - {"visit:exit_page"}
@@ -229,14 +245,19 @@ def _initial_row(site: str) -> str:
 
 
 def _visits_per_value(
-    sql: Params, query: StatsQuery, tier: Tier, site: str, inner: set[date], rest_days: list[date]
+    sql: Params,
+    query: StatsQuery,
+    tier: Tier,
+    site: str,
+    inner: set[date],
+    rest: dict[str, list[date]],
 ) -> str:
     """Visitors and visits per value of an attribute of the initial row, without the rest's
     visit_hours rows where they are not needed: a session the rest counts that began inside the
     range has its first event there, so its initial row alone counts it. Only the sessions begun
-    before the range are found through their rows in it, which lie in its first two UTC days
-    (`i.ts < start` only keeps that join small: the counts are distinct). `visit_sql` joins no
-    session begun after the range's end."""
+    before the range are found through their rows in it: rows of its first UTC day, and the
+    next day's carried-over rows (`i.ts < start` only keeps that join small: the counts are
+    distinct). `visit_sql` joins no session begun after the range's end."""
     column = ATTRIBUTES[query.dimensions[0]]
     start, end = sql.add(query.start), sql.add(query.end)
     parts = []
@@ -247,16 +268,20 @@ def _visits_per_value(
     FROM initial_events e  -- read as the session's first event, whose visitor it keeps
     WHERE e.site_id = {site} AND e.ts >= {start}::timestamptz AND e.ts < {end}::timestamptz
       AND ({_on_days(sql, "e.ts", began_inside)})""")
-    first_days = [h for h in rest_days if h <= query.start.date() + _DAY]
-    began_before = sorted(_begun_on(first_days) - inner)
-    if began_before:
-        parts.append(f"""
+    day = query.start.date()
+    # From midnight, only the first day's carried-over rows began before the range; from a
+    # later hour, any row of that day, and the next day's carried-over rows, can have.
+    first_rest: dict[str, list[date]] = {ALL: [], BEGUN: [], CARRIED: []}
+    if query.start == midnight(day):
+        first_rest[CARRIED].append(day)
+    else:
+        first_rest[ALL].append(day)
+        first_rest[CARRIED].append(day + _DAY)
+    parts.append(f"""
     SELECT v.session_id, {VISITOR[tier]}, i.{column}
     FROM visit_hours v{_initial_row(site)}
-    WHERE v.site_id = {site} AND {_in_rest(sql, query, first_days, "v.hour")}
-      AND ({_on_days(sql, "i.ts", began_before)}) AND i.ts < {start}::timestamptz""")
-    if not parts:
-        parts.append("SELECT NULL::bigint, NULL::bigint, NULL::text WHERE false")
+    WHERE v.site_id = {site} AND {_rest_rows(sql, query, first_rest)}
+      AND ({_on_days(sql, "i.ts", [day - _DAY, day])}) AND i.ts < {start}::timestamptz""")
     rows = f"""
 e (session_id, visitor, value) AS ({" UNION ALL".join(parts)}
 )"""
@@ -264,16 +289,14 @@ e (session_id, visitor, value) AS ({" UNION ALL".join(parts)}
 
 
 def _per_value(
-    sql: Params, query: StatsQuery, tier: Tier, site: str, inner: set[date], rest_days: list[date]
+    sql: Params,
+    query: StatsQuery,
+    tier: Tier,
+    site: str,
+    inner: set[date],
+    rest: dict[str, list[date]],
 ) -> str:
     dimension = query.dimensions[0]
-    # The rest's rows: events (`e`) for pages and names, else visit_hours (`v`).
-    rows, hour = ("e", "e.ts") if dimension in EVENT_VALUES else ("v", "v.hour")
-    if dimension in _ON_INITIAL_ROW:
-        not_counted = _begun_outside(sql, inner, rest_days)
-    else:
-        not_counted = _uncounted(sql, inner, rest_days, site, rows)
-    rest = f"{_in_rest(sql, query, rest_days, hour)} AND {not_counted}"
     if dimension == "visit:exit_page":
         # As visit_sql: the last page view of the session's rows in the range, no join.
         rows = f"""
@@ -281,7 +304,7 @@ r AS (
     SELECT v.session_id, {VISITOR[tier]} AS visitor, v.pageviews, v.events, v.exit_ts,
            v.exit_page AS hour_exit_page
     FROM visit_hours v
-    WHERE v.site_id = {site} AND {rest}
+    WHERE v.site_id = {site} AND {_rest_rows(sql, query, rest)}
 ),
 exits AS (
     SELECT DISTINCT ON (session_id) session_id, hour_exit_page AS exit_page FROM r
@@ -292,22 +315,27 @@ e AS (
     FROM r LEFT JOIN exits x ON x.session_id = r.session_id
 )"""
     elif dimension in EVENT_VALUES:
-        # The events of the rest but those of sessions an inner day counts (as the events SQL,
-        # no join: an event without a session's initial row counts too).
+        # The events of the rest (as the events SQL, no join: an event without a session's
+        # initial row counts too).
+        select = f"""SELECT e.session_id, {EVENT_VISITOR[tier]} AS visitor,
+           e.{EVENT_VALUES[dimension]} AS value,
+           CASE WHEN e.name = 'pageview' THEN 1 ELSE 0 END AS pageviews, 1 AS events"""
+        parts = _rest_events(sql, query, rest, site, select) or [
+            "SELECT NULL::bigint, NULL::bigint, NULL::text, 0, 0 WHERE false"
+        ]
         rows = f"""
-e AS (
-    SELECT e.session_id, {EVENT_VISITOR[tier]} AS visitor, e.{EVENT_VALUES[dimension]} AS value,
-           CASE WHEN e.name = 'pageview' THEN 1 ELSE 0 END AS pageviews, 1 AS events
-    FROM events e
-    WHERE e.site_id = {site} AND {rest}
+e (session_id, visitor, value, pageviews, events) AS ({" UNION ALL".join(parts)}
 )"""
     else:
+        # The rest's rows joined to their sessions' initial rows, read on the days those began.
+        began = _began_days(rest)
+        on_began = f"({_on_days(sql, 'i.ts', began)})" if began else "FALSE"
         rows = f"""
 e AS (
     SELECT v.session_id, {VISITOR[tier]} AS visitor, i.{ATTRIBUTES[dimension]} AS value,
            v.pageviews, v.events
     FROM visit_hours v{_initial_row(site)}
-    WHERE v.site_id = {site} AND {rest}
+    WHERE v.site_id = {site} AND {_rest_rows(sql, query, rest)} AND {on_began}
 )"""
     return _added_to_the_days(sql, query, tier, site, rows, sorted(inner))
 
