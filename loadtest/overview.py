@@ -12,7 +12,7 @@ TOP_STATS_METRICS = [
 ]  # fmt: skip
 
 
-def phases(date_range: str = "30d") -> list[dict[str, dict[str, Any]]]:
+def phases(date_range: str | list[str] = "30d") -> list[dict[str, dict[str, Any]]]:
     card = {"date_range": date_range, "pagination": {"limit": 9}}
     first = {
         "top stats": {"metrics": TOP_STATS_METRICS, "date_range": date_range,
