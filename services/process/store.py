@@ -311,6 +311,11 @@ async def _write(
     usage: Counter[tuple[uuid.UUID, date, str]] = Counter(
         (site or NIL_SITE, day, reason.value) for site, day, reason in drops
     )
+    if kept:
+        # Before the delivery's transaction: a day's partition made inside it would be rolled
+        # back with it (an overlapping redelivery is written again, `careful`), while
+        # `partitions` would go on believing it is there.
+        await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
     async with conn.transaction():
         fresh = await conn.fetchval(
             """INSERT INTO processed_deliveries (request_id, accepted, dropped) VALUES ($1, 0, 0)
@@ -323,7 +328,6 @@ async def _write(
         limited: list[EventRow] = []
         existing: dict[tuple[uuid.UUID, int], Session] = {}
         if kept:
-            await partitions.ensure(conn, {w.raw.received_at.date() for w in kept})
             site_ids = list({w.site.id for w in kept if w.site is not None})
             await lock_sites(conn, site_ids)
             existing = await _existing_sessions(conn, kept)
