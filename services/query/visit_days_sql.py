@@ -126,8 +126,7 @@ def _rest_rows(sql: Params, query: StatsQuery, rest: dict[str, list[date]]) -> s
 
 def _began_days(rest: dict[str, list[date]]) -> list[date]:
     """The days the rest's sessions began on (none of them inner), ascending."""
-    began = {h for h in rest[ALL] + rest[BEGUN]} | {h - _DAY for h in rest[ALL] + rest[CARRIED]}
-    return sorted(began)
+    return sorted(set(rest[ALL] + rest[BEGUN]) | {h - _DAY for h in rest[ALL] + rest[CARRIED]})
 
 
 def _on_days(sql: Params, column: str, days: list[date]) -> str:
