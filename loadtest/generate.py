@@ -153,7 +153,8 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
         )
         for table in ("events", "initial_events", "visit_hours"):
             await conn.execute(f"ANALYZE {table}")
-        await rollups.build_closed_days(conn, first_day, now)  # as `topup maintain` does
+        # As `topup maintain` would now: a long load may have closed another day meanwhile.
+        await rollups.build_closed_days(conn, first_day, datetime.now(UTC))
         return site_id, truth
     finally:
         await conn.close()
