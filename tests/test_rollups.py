@@ -83,6 +83,30 @@ async def test_an_event_continuing_yesterdays_session_forgets_the_day_it_began(d
     assert after["local_days"] == [DAYS[0], DAYS[2], DAYS[3]]  # the event's own local day
 
 
+async def test_a_session_begun_by_its_first_stored_event_forgets_that_events_day(database_url, db):
+    """A new tab session whose first event is rate limited begins with its next one, after
+    midnight: its initial row, and so its visit day, is the next day's (not the day its key
+    names)."""
+    account = await accounts.create_account(db, "Acme")
+    site = await sites.create_site(db, account.id, name="x", domains=["example.com"],
+                                   tier=Tier.PRIVACY_POLICY, allowance=100)  # fmt: skip
+    await db.execute("UPDATE sites SET visitor_hourly_limit = 2 WHERE id = $1", site.id)
+    await placeholder_rollups(db, site.id, "UTC")
+    midnight = datetime.combine(DAY, datetime.min.time(), UTC)
+    at = [midnight - timedelta(minutes=m) for m in (10, 9, 8)] + [midnight + timedelta(minutes=1)]
+    sessions = ["a", "a", "b", "b"]  # one device: b's first event is over the hour's limit
+    await store(
+        database_url, [event(site.id, session=s, at=t) for s, t in zip(sessions, at, strict=True)]
+    )
+    assert (
+        await db.fetchval(
+            "SELECT ts FROM initial_events WHERE site_id = $1 ORDER BY ts DESC LIMIT 1", site.id
+        )
+        == at[3]
+    )
+    assert (await kept(db, site.id))["visit_days"] == [DAYS[2], DAYS[3]]
+
+
 async def test_yesterday_is_built_at_two_and_stays_built_while_today_goes_on(database_url, db):
     from topup.maintenance import maintain
 

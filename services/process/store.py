@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -142,16 +142,18 @@ def _sessions(kept: list[Work], existing: dict[tuple[uuid.UUID, int], Session]) 
 
 
 def _changed_days(
-    kept: list[Work],
+    kept: list[Work], existing: dict[tuple[uuid.UUID, int], Session]
 ) -> tuple[set[tuple[uuid.UUID, date]], set[tuple[uuid.UUID, datetime]]]:
     """The rollup days these events (sessions resolved) can change: the UTC days their sessions
-    began, and their instants (for the local days). A superset of what is stored: events the
-    rate limit or the allowance refuses only make a day be built again."""
+    began — a stored session's initial row's, a new session's any of its events' (its initial
+    row comes from the first one stored) — and their instants (for the local days). A superset
+    of what is stored: events the rate limit or the allowance refuses only make a day be built
+    again."""
     begun: set[tuple[uuid.UUID, date]] = set()
     for work in kept:
         assert work.site is not None
-        continued = work.continued_session is not None and work.session_id == work.continued_session
-        begun.add((work.site.id, work.day - timedelta(days=1) if continued else work.day))
+        session = existing.get((work.site.id, work.session_id))
+        begun.add((work.site.id, work.day if session is None else session.began))
     touched = rollups.touched_instants(
         (w.site.id, w.raw.received_at) for w in kept if w.site is not None
     )
@@ -332,7 +334,7 @@ async def _write(
             await lock_sites(conn, site_ids)
             existing = await _existing_sessions(conn, kept)
             rows = _sessions(kept, existing)
-            await rollups.forget(conn, *_changed_days(kept))
+            await rollups.forget(conn, *_changed_days(kept, existing))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, limits)
             for event in limited:
