@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := ingest,process,query,local,infra,dev
+EXTRAS := ingest,process,glue-archive,query,local,infra,dev
 STAMP  := $(VENV)/.installed
 
 .PHONY: dev test lint bench loadtest lock tracker clean

@@ -1,10 +1,12 @@
 # The process service as a Lambda container image (arm64). Build context: the repository root.
 FROM public.ecr.aws/lambda/python:3.11-arm64
 
-# Only what the process group needs, at the versions of requirements.lock.
+# Only what the process group needs, at the versions of requirements.lock (EXTRAS adds
+# glue-archive when process writes the archive's Glue tables itself).
+ARG EXTRAS=process
 COPY pyproject.toml requirements.lock README.md /tmp/src/
 COPY services /tmp/src/services
-RUN pip install --no-cache-dir -c /tmp/src/requirements.lock "/tmp/src[process]" --target "${LAMBDA_TASK_ROOT}" \
+RUN pip install --no-cache-dir -c /tmp/src/requirements.lock "/tmp/src[${EXTRAS}]" --target "${LAMBDA_TASK_ROOT}" \
     && rm -rf /tmp/src
 
 # Connections to Aurora verify its certificate and host name (sslmode=verify-full) against

@@ -115,6 +115,35 @@ async def _archive_bytes_per_event(database_url: str, events: int = 50_000) -> f
     return round(parquet / events, 1)
 
 
+async def _archive_files_per_commit(deliveries: int = 5, events: int = 2_000) -> float:
+    """Files pyiceberg writes to append one delivery (a site's events of one day) to one archive
+    table: its data file, manifest, manifest list and metadata file. S3 PUTs, when process
+    appends to the Glue tables itself."""
+    from process.archive import LocalArchive
+    from process.rows import EventRow, InitialRow
+
+    site, now = new_id(), datetime.now(UTC)
+    blank: dict[str, Any] = dict.fromkeys(InitialRow.__struct_fields__) | {
+        "site_id": site, "session_id": 0, "hostname": "example.com", "entry_page": "/"}  # fmt: skip
+    del blank["event_id"], blank["ts"]
+    with tempfile.TemporaryDirectory(prefix="topup-bench-commits-") as root:
+        archive = LocalArchive(Path(root))
+        await archive.start()
+        warehouse = Path(root) / "warehouse"
+        before = sum(1 for f in warehouse.rglob("*") if f.is_file())
+        for d in range(deliveries):
+            rows = [EventRow(new_id(), site, now, d * events + i, None, "pageview",
+                             "example.com", f"/{i % 50}", None) for i in range(events)]  # fmt: skip
+            initials = [
+                InitialRow(**blank, event_id=e.event_id, ts=e.ts)
+                for e in rows[:: int(1 / 0.29)]  # ~0.29 sessions per event
+            ]
+            await archive.write(rows, initials)
+        written = sum(1 for f in warehouse.rglob("*") if f.is_file()) - before
+        await archive.close()
+    return round(written / (deliveries * 2), 2)
+
+
 def _parquet_bytes(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*.parquet"))
 
@@ -198,6 +227,7 @@ async def cost_inputs(database_url: str, full: bool) -> dict[str, Any]:
     inputs |= await _postgres_bytes_per_event(database_url, known.get("cost_inputs", {}))
     # After the Postgres figure, which these 50k generated events would skew on an empty server.
     inputs["archive_bytes_per_event"] = await _archive_bytes_per_event(database_url)
+    inputs["archive_files_per_commit"] = await _archive_files_per_commit()
     return inputs
 
 

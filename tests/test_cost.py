@@ -153,3 +153,34 @@ def test_aurora_is_awake_from_each_delivery_until_it_pauses():
     floor = next(line for line in cheapest.lines if "compute floor" in line.item)
     assert floor.fixed and "awake 42%" in floor.item
     assert floor.monthly_usd == pytest.approx(0.5 * 730 * 375 / 900 * acu_hour, abs=1e-3)
+
+
+def test_the_cheapest_buffer_delivers_sooner_when_it_fills_and_wakes_aurora_longer():
+    prices = cost_model.load_prices()
+    inputs = cost_model.CostInputs(ingest_record_bytes=700.0)
+    month = 730 * 3600
+    # 10M a month: 4 MiB takes longer than 900 s to fill, so a delivery every 900 s.
+    assert cost_model.deliveries_per_month(10_000_000, inputs, 900, 4) == month / 900
+    # 100M: the buffer fills every ~157 s, and Aurora never gets to pause.
+    busy = cost_model.deliveries_per_month(100_000_000, inputs, 900, 4)
+    assert busy == pytest.approx(100_000_000 * 700 / 4 / 1024**2)
+    cheapest = cost_model.price(100_000_000, inputs, prices, cheapest=True)
+    floor = next(line for line in cheapest.lines if "compute floor" in line.item)
+    assert "awake 100%" in floor.item
+
+
+def test_the_cheapest_archive_costs_requests_per_delivery_not_records_per_row():
+    prices = cost_model.load_prices()
+    p = {name: entry["usd"] for name, entry in prices["prices"].items()}
+    inputs = cost_model.CostInputs(archive_files_per_commit=4.0)
+    default = cost_model.price(10_000_000, inputs, prices, cheapest=False)
+    cheapest = cost_model.price(10_000_000, inputs, prices, cheapest=True)
+    assert any(line.item.startswith("archive streams") for line in default.lines)
+    assert not any(line.service == "Firehose" and "archive" in line.item for line in cheapest.lines)
+    commits = 730 * 3600 / 900 * 2  # a delivery every 900 s, two tables
+    appends = next(line for line in cheapest.lines if line.item.startswith("archive appends"))
+    assert appends.monthly_usd == pytest.approx(
+        commits * (4 * p["s3_put_request"] + 2 * p["s3_get_request"]), abs=1e-4
+    )
+    glue = next(line for line in cheapest.lines if line.service == "Glue")
+    assert glue.monthly_usd == pytest.approx(commits * 2 * p["glue_catalog_request"], abs=1e-4)

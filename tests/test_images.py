@@ -4,9 +4,9 @@ answer a real Function URL event; and the ingest image must not carry the heavy 
 
 import json
 import os
-import re
 import subprocess
 import sys
+import uuid
 import venv
 from pathlib import Path
 
@@ -28,7 +28,10 @@ def test_dockerfiles_install_one_group_on_the_arm64_lambda_base():
     for service in ("ingest", "process", "query"):
         text = (ROOT / "docker" / f"{service}.Dockerfile").read_text()
         assert "FROM public.ecr.aws/lambda/python:3.11-arm64" in text
-        assert re.search(rf'"/tmp/src\[{service}\]"', text)
+        # process: its group, or the groups the stack passes as EXTRAS (infra/services.py).
+        group = "${EXTRAS}" if service == "process" else service
+        assert f'"/tmp/src[{group}]"' in text
+        assert ("ARG EXTRAS=process" in text) is (service == "process")
         assert f'CMD ["{service}.handler.handler"]' in text
         assert "-c /tmp/src/requirements.lock" in text
         # The two that reach the database verify its TLS certificate against RDS's bundle.
@@ -41,10 +44,13 @@ def test_dockerfiles_install_one_group_on_the_arm64_lambda_base():
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    """One virtual environment per image, with only that image's group installed."""
+    """One virtual environment per image, with only that image's groups installed (the process
+    image twice: as deployed by default, and with the Glue archive writer's group)."""
     root = tmp_path_factory.mktemp("images")
     pythons = {}
-    for service in ("ingest", "process", "query"):
+    groups = {"ingest": "ingest", "process": "process", "query": "query",
+              "process-glue": "process,glue-archive"}  # fmt: skip
+    for service, group in groups.items():
         target = root / service
         venv.create(target, with_pip=True)
         python = target / "bin" / "python"
@@ -58,7 +64,7 @@ def images(tmp_path_factory):
                 "--disable-pip-version-check",
                 "-c",
                 str(ROOT / "requirements.lock"),
-                f"{ROOT}[{service}]",
+                f"{ROOT}[{group}]",
             ],
             check=True,
             timeout=600,
@@ -125,3 +131,35 @@ def test_the_ingest_image_carries_no_heavy_parts(images):
         assert not imports(images["process"], module), module
     assert imports(images["process"], "ua_parser") and imports(images["query"], "jwt")
     assert sys.version_info >= (3, 11)
+
+
+GLUE_WRITE = """
+import asyncio, sys, uuid
+from datetime import UTC, datetime
+from process.archive import archive_from_settings
+from process.rows import EventRow
+from topup.settings import load_settings
+async def main():
+    archive = archive_from_settings(load_settings())
+    await archive.start()
+    now = datetime.now(UTC)
+    await archive.write([EventRow(uuid.UUID(sys.argv[1]), uuid.uuid4(), now, 1, None, "pageview",
+                                  "example.com", "/", None)], [])
+asyncio.run(main())
+"""
+
+
+def test_the_process_image_with_the_glue_group_writes_the_glue_tables(images, moto_server):
+    from tests.test_glue_archive import archived, make_tables
+
+    database = f"image_{uuid.uuid4().hex[:8]}"
+    make_tables(moto_server, database)
+    event_id = str(uuid.uuid4())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOPUP_")} | {
+        "TOPUP_ARCHIVE": "glue", "TOPUP_ATHENA_DATABASE": database,
+        "TOPUP_AWS_ENDPOINT_URL": moto_server}  # fmt: skip
+    result = subprocess.run([str(images["process-glue"]), "-c", GLUE_WRITE, event_id],
+                            cwd="/", env=env, capture_output=True, text=True, timeout=120,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [r["event_id"] for r in archived(moto_server, database, "events")] == [event_id]

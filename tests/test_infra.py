@@ -46,6 +46,19 @@ def synthesized_private(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("cdk-private"), network="private")
 
 
+def cheapest_context() -> dict:
+    """The cheapest variant's context as infra/README.md documents it (`-c topup='…'`)."""
+    readme = (Path(__file__).parents[1] / "infra" / "README.md").read_text()
+    text = re.search(r"\*\*cheapest\*\* — the same stack with `-c topup='(.*?)'`", readme, re.S)
+    assert text is not None
+    return json.loads(" ".join(text.group(1).split()))
+
+
+@pytest.fixture(scope="module")
+def synthesized_cheapest(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("cdk-cheapest"), **cheapest_context())
+
+
 def resources(template, kind):
     return template.find_resources(kind)
 
@@ -242,6 +255,39 @@ def test_each_function_has_only_the_access_it_needs(synthesized):
     assert "workgroup/topup-test" in json.dumps(athena["Resource"])
 
 
+def docker_images(template_path) -> list[dict]:
+    assets = json.loads(Path(template_path).with_name("Topup-test.assets.json").read_text())
+    return [image["source"] for image in assets["dockerImages"].values()]
+
+
+def test_process_can_write_the_archive_tables_itself(synthesized, synthesized_cheapest):
+    template, path = synthesized_cheapest
+    # Its image carries pyiceberg then (one image for the function and its tasks); the
+    # default's does not.
+    process_images = [
+        i for i in docker_images(path) if i["dockerFile"].endswith("process.Dockerfile")
+    ]
+    assert [i.get("dockerBuildArgs") for i in process_images] == [
+        {"EXTRAS": "process,glue-archive"}
+    ]
+    assert not any("dockerBuildArgs" in i for i in docker_images(synthesized[1]))
+    streams = resources(template, "AWS::KinesisFirehose::DeliveryStream").values()
+    assert [s["Properties"]["DeliveryStreamName"] for s in streams] == ["topup-test-ingest"]
+    functions = resources(template, "AWS::Lambda::Function")
+    process = next(f for name, f in functions.items() if name.startswith("ProcessFunction"))
+    environment = process["Properties"]["Environment"]["Variables"]
+    assert environment["TOPUP_ARCHIVE"] == "glue"
+    assert environment["TOPUP_ATHENA_DATABASE"] == "topup_test"
+    assert "TOPUP_ARCHIVE_EVENTS_STREAM" not in environment
+    statements = _policies_of(template, "ProcessFunctionServiceRole")
+    assert {"glue:GetTable", "glue:UpdateTable", "s3:PutObject", "s3:GetObject*"} <= _actions(
+        statements
+    )
+    assert not any(a.startswith("firehose:") for a in _actions(statements))
+    glue = next(s for s in statements if "glue:UpdateTable" in s["Action"])
+    assert "table/topup_test/*" in json.dumps(glue["Resource"])
+
+
 def test_cloudfront_routes_events_and_the_tracker_to_ingest(synthesized):
     template, _ = synthesized
     config = only(template, "AWS::CloudFront::Distribution")["DistributionConfig"]
@@ -282,7 +328,7 @@ def test_auth_migrations_and_maintenance(synthesized):
     } <= set(outputs)
 
 
-def test_cfn_lint_passes(synthesized, synthesized_private):
+def test_cfn_lint_passes(synthesized, synthesized_private, synthesized_cheapest):
     lint = subprocess.run(
         [
             str(Path(sys.executable).parent / "cfn-lint"),
@@ -291,6 +337,7 @@ def test_cfn_lint_passes(synthesized, synthesized_private):
             "--",
             synthesized[1],
             synthesized_private[1],
+            synthesized_cheapest[1],
         ],
         capture_output=True,
         text=True,
@@ -347,7 +394,8 @@ def test_cost_model_uses_the_stacks_idle_session_and_pause():
     from topup_infra.stack import DATABASE_IDLE_SESSION
 
     assert DATABASE_IDLE_SESSION.to_seconds() == cost_model.IDLE_SESSION_S
-    # The cheapest variant as infra/README.md documents it (`-c topup=...`).
-    readme = (Path(__file__).parents[1] / "infra" / "README.md").read_text()
-    assert '"ingest_buffer_seconds": 900' in readme and '"aurora_auto_pause_minutes": 5}' in readme
-    assert cost_model.AUTO_PAUSE_S == 5 * 60 and cost_model.CHEAPEST_BUFFER_S == 900
+    cheapest = cheapest_context()
+    assert cheapest["aurora_auto_pause_minutes"] * 60 == cost_model.AUTO_PAUSE_S
+    assert cheapest["ingest_buffer_seconds"] == cost_model.CHEAPEST_BUFFER_S
+    assert cheapest["ingest_buffer_mb"] == cost_model.CHEAPEST_BUFFER_MB
+    assert cheapest["archive_writer"] == "process"  # the model prices no archive streams

@@ -49,14 +49,8 @@ class Archive(Construct):
         optimizer_role = iam.Role(
             self, "CompactionRole", assumed_by=iam.ServicePrincipal("glue.amazonaws.com")
         )
-        self.bucket.grant_read_write(optimizer_role)
-        optimizer_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["glue:GetTable", "glue:GetDatabase", "glue:UpdateTable"],
-                resources=[self.catalog_arn, self.database_arn, self.table_arn("*")],
-            )
-        )
         self.tables: dict[str, glue.CfnTable] = {}
+        self.grant_write(optimizer_role)
         for name in COLUMNS:
             table = glue.CfnTable(
                 self,
@@ -103,6 +97,16 @@ class Archive(Construct):
                     output_location=self.bucket.s3_url_for_object(RESULTS_PREFIX)
                 ),
             ),
+        )
+
+    def grant_write(self, grantee: iam.IGrantable) -> None:
+        """What writing the Iceberg tables takes: their files, and committing in Glue."""
+        self.bucket.grant_read_write(grantee)
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["glue:GetTable", "glue:GetDatabase", "glue:UpdateTable"],
+                resources=[self.catalog_arn, self.database_arn, self.table_arn("*")],
+            )
         )
 
     def _iceberg_table(self, name: str) -> glue.CfnTable.IcebergTableInputProperty:

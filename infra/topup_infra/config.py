@@ -19,6 +19,10 @@ class DeployConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     private: Aurora and its functions in private subnets behind one NAT gateway (network.py)."""
     ingest_buffer_seconds: int = 60
     ingest_buffer_mb: int = 1
+    archive_writer: Literal["firehose", "process"] = "firehose"
+    """firehose: process sends each row to the archive delivery streams, which write the Glue
+    Iceberg tables; process: process appends each delivery to those tables itself (pyiceberg),
+    without Firehose's charge per record (the cheapest deployment's)."""
     archive_buffer_seconds: int = 900
     archive_buffer_mb: int = 128
     athena_bytes_scanned_cutoff: int = 10 * 1024**3

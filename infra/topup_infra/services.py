@@ -17,12 +17,16 @@ from topup_infra.network import Placement
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def image(service: str, handler: str | None = None) -> lambda_.DockerImageCode:
+def image(
+    service: str, handler: str | None = None, extras: str | None = None
+) -> lambda_.DockerImageCode:
+    """The service's image; `extras` replaces the dependency groups it installs."""
     return lambda_.DockerImageCode.from_image_asset(
         str(ROOT),
         file=f"docker/{service}.Dockerfile",
         platform=ecr_assets.Platform.LINUX_ARM64,
         cmd=[handler] if handler else None,
+        build_args={"EXTRAS": extras} if extras else None,
     )
 
 

@@ -54,13 +54,15 @@ class TopupStack(Stack):
             "TOPUP_DATABASE_IDLE_SESSION_S": str(DATABASE_IDLE_SESSION.to_seconds()),
         }
 
+        # One process image for the function and the tasks (the same build args: one asset).
+        process_extras = "process,glue-archive" if config.archive_writer == "process" else None
         process = ServiceFunction(
             self,
             "Process",
-            code=image("process"),
+            code=image("process", extras=process_extras),
             memory_mb=1024,
             timeout=Duration.seconds(120),
-            environment=with_database | {"TOPUP_ARCHIVE": "firehose"},
+            environment=with_database | archive_environment(config, archive),
             placement=network.functions,
         )
         assert process.url is not None
@@ -68,17 +70,20 @@ class TopupStack(Stack):
         process.function.add_environment(
             "TOPUP_FIREHOSE_ACCESS_KEY_SECRET_ARN", streams.access_key.secret_arn
         )
-        process.function.add_environment(
-            "TOPUP_ARCHIVE_EVENTS_STREAM",
-            streams.archive_streams["events"].delivery_stream_name or "",
-        )
-        process.function.add_environment(
-            "TOPUP_ARCHIVE_INITIAL_EVENTS_STREAM",
-            streams.archive_streams["initial_events"].delivery_stream_name or "",
-        )
         database.secret.grant_read(process.function)
         streams.access_key.grant_read(process.function)
-        streams.grant_put(process.function, *streams.archive_streams.values())
+        if config.archive_writer == "firehose":
+            process.function.add_environment(
+                "TOPUP_ARCHIVE_EVENTS_STREAM",
+                streams.archive_streams["events"].delivery_stream_name or "",
+            )
+            process.function.add_environment(
+                "TOPUP_ARCHIVE_INITIAL_EVENTS_STREAM",
+                streams.archive_streams["initial_events"].delivery_stream_name or "",
+            )
+            streams.grant_put(process.function, *streams.archive_streams.values())
+        else:
+            archive.grant_write(process.function)
 
         ingest = ServiceFunction(
             self,
@@ -155,7 +160,7 @@ class TopupStack(Stack):
             task = ServiceFunction(
                 self,
                 name,
-                code=image("process", f"topup.tasks.{handler}"),
+                code=image("process", f"topup.tasks.{handler}", extras=process_extras),
                 memory_mb=512,
                 timeout=Duration.minutes(5),
                 environment=with_database,
@@ -175,3 +180,11 @@ class TopupStack(Stack):
         CfnOutput(self, "UserPoolId", value=auth.pool.user_pool_id)
         CfnOutput(self, "UserPoolClientId", value=auth.client.ref)
         CfnOutput(self, "LoginUrl", value=auth.login_url)
+
+
+def archive_environment(config: DeployConfig, archive: Archive) -> dict[str, str]:
+    """How process archives: to the delivery streams (their names are added once they exist),
+    or straight into the Glue tables."""
+    if config.archive_writer == "firehose":
+        return {"TOPUP_ARCHIVE": "firehose"}
+    return {"TOPUP_ARCHIVE": "glue", "TOPUP_ATHENA_DATABASE": archive.database_name}

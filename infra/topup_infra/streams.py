@@ -1,7 +1,8 @@
 """Kinesis Data Firehose: the ingest stream, delivering to process over the HTTP endpoint
 protocol (its access key in Secrets Manager, failed records backed up to S3), and the two
 archive streams writing into the Glue Iceberg tables with large buffers (fewer, bigger files
-cost less to write and to query)."""
+cost less to write and to query), unless process writes those tables itself
+(`archive_writer: process`)."""
 
 from __future__ import annotations
 
@@ -70,21 +71,15 @@ class Streams(Construct):
         )
         self.ingest.node.add_dependency(role)
 
+        self.archive_streams: dict[str, CfnStream] = {}
+        if config.archive_writer == "firehose":
+            self._archive_streams(config, archive)
+
+    def _archive_streams(self, config: DeployConfig, archive: Archive) -> None:
         archive_role = iam.Role(
             self, "ArchiveRole", assumed_by=iam.ServicePrincipal("firehose.amazonaws.com")
         )
-        archive.bucket.grant_read_write(archive_role)
-        archive_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["glue:GetTable", "glue:GetDatabase", "glue:UpdateTable"],
-                resources=[
-                    archive.catalog_arn,
-                    archive.database_arn,
-                    *(archive.table_arn(t) for t in archive.tables),
-                ],
-            )
-        )
-        self.archive_streams: dict[str, CfnStream] = {}
+        archive.grant_write(archive_role)
         for table in archive.tables:
             stream = CfnStream(
                 self,

@@ -1,12 +1,14 @@
 """The archive: every accepted event, kept as Iceberg tables `events` and `initial_events`.
 
-Two adapters, chosen by `TOPUP_ARCHIVE`:
+Three adapters, chosen by `TOPUP_ARCHIVE`:
 - `LocalArchive` (`topup dev`): pyiceberg's SqlCatalog (sqlite) with a warehouse folder under
   the data folder, one append per delivery.
-- `FirehoseArchive` (AWS): PutRecordBatch to the two archive delivery streams, which Firehose
-  writes into the Glue Iceberg tables.
+- `FirehoseArchive` (AWS, default): PutRecordBatch to the two archive delivery streams, which
+  Firehose writes into the Glue Iceberg tables.
+- `GlueArchive` (AWS, the cheapest deployment): one pyiceberg append per delivery to the same
+  Glue tables, without Firehose's charge per record.
 
-Layout, the same in both: `topup.archive_tables` (partitioned by site bucket and day).
+Layout, the same in all: `topup.archive_tables` (partitioned by site bucket and day).
 
 Semantics: at least once. A delivery's archive write can succeed and its acknowledgement be lost
 (a crash, a timeout), and the retry archives it again, so the archive may hold an event twice;
@@ -15,6 +17,7 @@ every query over the archive deduplicates by `event_id`.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from pathlib import Path
@@ -78,41 +81,91 @@ class FirehoseArchive:
         await self.writer.close()
 
 
-class LocalArchive:
-    """Iceberg tables in a local warehouse, written with pyiceberg (in a worker thread: it is
-    synchronous)."""
+class IcebergArchive(abc.ABC):
+    """Iceberg tables appended to with pyiceberg, once per delivery (in a worker thread: it is
+    synchronous). A remote catalog's tables are found on the first write, so a catalog that is
+    unreachable at start-up fails a delivery (retried) rather than the function."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    name = "archive"
+
+    def __init__(self) -> None:
         self.tables: dict[str, Any] = {}
 
-    async def start(self) -> None:
-        await asyncio.to_thread(self._open)
+    @abc.abstractmethod
+    async def start(self) -> None: ...
 
-    def _open(self) -> None:
-        from topup import archive_tables
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.tables = archive_tables.open_tables(self.root)
+    @abc.abstractmethod
+    def _load_tables(self) -> dict[str, Any]: ...
 
     async def write(self, events: list[EventRow], initials: list[InitialRow]) -> None:
         try:
             await asyncio.to_thread(self._append, events, initials)
         except Exception as exc:
-            raise ArchiveUnavailableError(f"local archive: {type(exc).__name__}: {exc}") from exc
+            raise ArchiveUnavailableError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
 
     def _append(self, events: list[EventRow], initials: list[InitialRow]) -> None:
         from topup import archive_tables
 
-        if events:
-            self.tables["events"].append(archive_tables.to_arrow("events", events))
-        if initials:
-            self.tables["initial_events"].append(
-                archive_tables.to_arrow("initial_events", initials)
-            )
+        if not self.tables:
+            self.tables = self._load_tables()
+        # A commit that finds another writer's first (a concurrent process function) is
+        # retried by pyiceberg on the table's new state (`commit.retry.num-retries`).
+        for table, rows in (("events", events), ("initial_events", initials)):
+            if rows:
+                self.tables[table].append(archive_tables.to_arrow(table, rows))
 
     async def close(self) -> None:
         self.tables = {}
+
+
+class LocalArchive(IcebergArchive):
+    """The local warehouse: pyiceberg's SqlCatalog (sqlite) under the data folder."""
+
+    name = "local archive"
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    async def start(self) -> None:
+        # Made at once, so the query side finds the tables before the first delivery.
+        self.tables = await asyncio.to_thread(self._load_tables)
+
+    def _load_tables(self) -> dict[str, Any]:
+        from topup import archive_tables
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return archive_tables.open_tables(self.root)
+
+
+class GlueArchive(IcebergArchive):
+    """The Glue Iceberg tables (made by the stack, as for the archive streams), appended to
+    directly: per delivery a data file per partition it touches and the commit's metadata files,
+    instead of a Firehose record per row."""
+
+    name = "glue archive"
+
+    def __init__(self, database: str, *, region: str, endpoint_url: str | None = None) -> None:
+        super().__init__()
+        self.database = database
+        self.properties = {"glue.region": region, "s3.region": region}
+        if endpoint_url:
+            self.properties |= {"glue.endpoint": endpoint_url, "s3.endpoint": endpoint_url}
+        self.catalog: Any = None
+
+    async def start(self) -> None:
+        # The catalog's client only (no request): the tables are loaded by the first write.
+        self.catalog = await asyncio.to_thread(self._catalog)
+
+    def _catalog(self) -> Any:
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        return GlueCatalog("topup", **self.properties)
+
+    def _load_tables(self) -> dict[str, Any]:
+        from topup.archive_layout import COLUMNS
+
+        return {t: self.catalog.load_table(f"{self.database}.{t}") for t in COLUMNS}
 
 
 def archive_from_settings(settings: Settings) -> Archive:
@@ -120,6 +173,12 @@ def archive_from_settings(settings: Settings) -> Archive:
         return FirehoseArchive(
             settings.archive_events_stream,
             settings.archive_initial_events_stream,
+            region=settings.aws_region,
+            endpoint_url=settings.aws_endpoint_url,
+        )
+    if settings.archive == "glue":
+        return GlueArchive(
+            settings.athena_database,
             region=settings.aws_region,
             endpoint_url=settings.aws_endpoint_url,
         )

@@ -16,7 +16,6 @@ from typing import Any
 
 import msgspec
 import pyarrow as pa
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, TableAlreadyExistsError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -64,7 +63,11 @@ def partition_spec(schema: Schema) -> PartitionSpec:
     )
 
 
-def catalog(root: Path) -> SqlCatalog:
+def catalog(root: Path) -> Any:
+    """The local archive's catalog (sqlite): imported here, since the process image that writes
+    the Glue tables carries no SQLAlchemy."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
     warehouse = root / "warehouse"
     warehouse.mkdir(parents=True, exist_ok=True)
     return SqlCatalog(

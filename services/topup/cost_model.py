@@ -8,12 +8,15 @@ page). Two deployments are priced:
   every 60 s (so with steady traffic Aurora never pauses), `network: public` (functions outside
   a VPC, Aurora's TLS-only public endpoint: its public IPv4 address is the network's only cost).
 - **cheapest** documented (infra/README.md): events sent straight to the ingest function URL
-  (the snippet's `data-api`; no CloudFront for events, the dashboard still uses it), and the
-  ingest stream buffering at Firehose's 900 s maximum with Aurora pausing after 5 idle minutes
-  (`-c topup='{"ingest_buffer_seconds": 900, "aurora_auto_pause_minutes": 5}'`): after each
-  delivery Aurora stays awake for the idle minute before it ends the function's session, then
-  the 5 minutes before it pauses, and it takes ~15 s to resume — 375 s of every 900 (42 %).
-  `topup maintain` (hourly) and dashboard views wake it too; not counted.
+  (the snippet's `data-api`; no CloudFront for events, the dashboard still uses it), the ingest
+  stream buffering up to Firehose's 900 s maximum (and 4 MiB) with Aurora pausing after 5 idle
+  minutes, and process appending to the archive's Glue tables itself instead of sending a
+  Firehose record per row (`-c topup='{"ingest_buffer_seconds": 900, "ingest_buffer_mb": 4,
+  "archive_writer": "process", "aurora_auto_pause_minutes": 5}'`). After each delivery Aurora
+  stays awake for the idle minute before it ends the function's session, then the 5 minutes
+  before it pauses, and it takes ~15 s to resume — 375 s of every 900 (42 %) when a delivery
+  comes every 900 s; more when the buffer fills sooner. `topup maintain` (hourly) and
+  dashboard views wake it too; not counted.
 
 `network: private` adds a NAT gateway (about $33 a month and $0.045 per GB), priced by neither.
 
@@ -37,9 +40,12 @@ HOURS_PER_MONTH = 730
 RECORD_ROUNDING = 5 * 1024  # Firehose bills each record as a multiple of 5 KB
 AURORA_IO_BYTES = 4 * 1024  # Aurora counts log writes in 4 KB units (small ones batched)
 ATHENA_MIN_QUERY_BYTES = 10 * 1024**2  # Athena bills at least 10 MB a query
-# Aurora's day in the cheapest variant (infra/: ingest_buffer_seconds, the functions'
-# TOPUP_DATABASE_IDLE_SESSION_S, aurora_auto_pause_minutes; AWS's typical resume time).
-CHEAPEST_BUFFER_S = 900
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+# The cheapest variant's ingest buffer (infra/: ingest_buffer_seconds, ingest_buffer_mb): a
+# delivery when either is reached.
+CHEAPEST_BUFFER_S, CHEAPEST_BUFFER_MB = 900, 4
+# Aurora's day in the cheapest variant (the functions' TOPUP_DATABASE_IDLE_SESSION_S,
+# aurora_auto_pause_minutes; AWS's typical resume time).
 IDLE_SESSION_S = 60
 AUTO_PAUSE_S = 300
 RESUME_S = 15
@@ -57,6 +63,9 @@ class CostInputs(msgspec.Struct, frozen=True):
     sessions_per_event: float = 0.29
     archive_record_bytes: float = 400.0
     archive_bytes_per_event: float = 60.0
+    # Files pyiceberg writes to append one delivery to one table (its data files, manifest,
+    # manifest list and metadata file): S3 PUTs when process writes the archive itself.
+    archive_files_per_commit: float = 4.0
     postgres_bytes_per_event: float = 400.0
     # The database server's CPU and WAL per stored event (process benchmark); WAL includes
     # full-page images Aurora never writes, so the I/O priced from it is an upper bound.
@@ -124,6 +133,24 @@ def aurora_awake_fraction(delivery_every_s: float) -> float:
     return min(1.0, (RESUME_S + IDLE_SESSION_S + AUTO_PAUSE_S) / delivery_every_s)
 
 
+def deliveries_per_month(
+    events: int, inputs: CostInputs, buffer_s: float, buffer_mb: float
+) -> float:
+    """How often the ingest stream delivers: every `buffer_s`, or sooner when the records fill
+    `buffer_mb` first."""
+    requests = events / inputs.events_per_request
+    by_size = requests * inputs.ingest_record_bytes / (buffer_mb * 1024**2)
+    return max(SECONDS_PER_MONTH / buffer_s, by_size)
+
+
+# Per delivery and table when process appends to the Glue tables: pyiceberg reads the table's
+# metadata file and manifest list (GETs; an estimate, not measured) and Glue's GetTable and
+# UpdateTable commit it.
+ARCHIVE_GETS_PER_COMMIT = 2
+GLUE_REQUESTS_PER_COMMIT = 2
+ARCHIVE_TABLES = 2
+
+
 def _billed_record(size: float) -> float:
     return math.ceil(max(size, 1) / RECORD_ROUNDING) * RECORD_ROUNDING
 
@@ -173,15 +200,33 @@ def price(
         "ingest stream (records rounded to 5 KB)",
         requests * _billed_record(inputs.ingest_record_bytes) / gb * p["firehose_ingest_gb"],
     )
-    archive_records = events * (1 + inputs.sessions_per_event)
-    add(
-        "Firehose",
-        "archive streams (a record per row, rounded to 5 KB)",
-        archive_records
-        * _billed_record(inputs.archive_record_bytes)
-        / gb
-        * (p["firehose_ingest_gb"] + p["firehose_iceberg_gb"]),
-    )
+    if cheapest:
+        deliveries = deliveries_per_month(events, inputs, CHEAPEST_BUFFER_S, CHEAPEST_BUFFER_MB)
+        active = aurora_awake_fraction(SECONDS_PER_MONTH / deliveries)
+        commits = deliveries * ARCHIVE_TABLES
+        puts = commits * inputs.archive_files_per_commit
+        gets = commits * ARCHIVE_GETS_PER_COMMIT
+        add(
+            "S3",
+            f"archive appends ({deliveries:,.0f} deliveries: {puts:,.0f} PUTs, {gets:,.0f} GETs)",
+            puts * p["s3_put_request"] + gets * p["s3_get_request"],
+        )
+        add(
+            "Glue",
+            "catalog requests (GetTable, UpdateTable per table and delivery)",
+            commits * GLUE_REQUESTS_PER_COMMIT * p["glue_catalog_request"],
+        )
+    else:
+        active = 1.0  # a delivery every minute: Aurora never pauses
+        archive_records = events * (1 + inputs.sessions_per_event)
+        add(
+            "Firehose",
+            "archive streams (a record per row, rounded to 5 KB)",
+            archive_records
+            * _billed_record(inputs.archive_record_bytes)
+            / gb
+            * (p["firehose_ingest_gb"] + p["firehose_iceberg_gb"]),
+        )
     add(
         "S3",
         "archive storage added this month",
@@ -220,7 +265,6 @@ def price(
         f"{usage.archive_views:,} archive dashboard views ({scanned / 1024**2:,.0f} MB each)",
         usage.archive_views * scanned / 1024**4 * p["athena_tb_scanned"],
     )
-    active = aurora_awake_fraction(CHEAPEST_BUFFER_S) if cheapest else 1.0
     add(
         "Aurora",
         f"compute floor: 0.5 ACU awake {active:.0%} of the month",

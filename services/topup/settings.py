@@ -84,14 +84,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     cannot forge a viewer address or country."""
 
     # -- archive
-    archive: Literal["local", "firehose"] = "local"
-    """`local`: Iceberg tables under the data folder; `firehose`: the archive delivery streams."""
+    archive: Literal["local", "firehose", "glue"] = "local"
+    """`local`: Iceberg tables under the data folder; `firehose`: the archive delivery streams;
+    `glue`: process appends to the Glue Iceberg tables itself (no Firehose record per row)."""
     archive_events_stream: str = "topup-archive-events"
     archive_initial_events_stream: str = "topup-archive-initial-events"
     athena_workgroup: str = "topup"
     """Athena workgroup for archive queries (it caps the bytes a query may scan)."""
     athena_database: str = "topup"
-    """Glue database holding the archive's Iceberg tables."""
+    """Glue database holding the archive's Iceberg tables (Athena reads them; with
+    `archive = "glue"` process writes them)."""
 
     geoip_database: str | None = None
     """A MaxMind GeoLite2/GeoIP2 .mmdb for city-level geo without CloudFront (else country only)."""
