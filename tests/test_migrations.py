@@ -1,11 +1,12 @@
 import asyncio
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from topup.database import Migration, MigrationChangedError, bundled_migrations, connect, migrate
 from topup.maintenance import maintain
+from topup.tiers import Tier
 
 
 async def test_fresh_database_gets_every_migration_then_nothing(postgres_server_url, db):
@@ -265,7 +266,7 @@ async def test_upgrading_to_continued_flags_the_rows_of_sessions_carried_over(po
             site,
         )
         await conn.execute("SELECT topup_rebuild_visit_hours('2026-11-20', '2026-11-22')")
-        assert [m.version for m in await migrate(conn)] == [9]
+        assert [m.version for m in await migrate(conn, _up_to(9))] == [9]
         flags = """SELECT session_id, (hour AT TIME ZONE 'UTC')::date, continued FROM visit_hours
                    ORDER BY session_id, hour"""
         expected = [(1, date(2026, 11, 20), False), (1, date(2026, 11, 21), True),
@@ -278,3 +279,34 @@ async def test_upgrading_to_continued_flags_the_rows_of_sessions_carried_over(po
         await conn.close()
         await admin.execute("DROP DATABASE IF EXISTS upgrade_0009 WITH (FORCE)")
         await admin.close()
+
+
+def _up_to(version):
+    return [m for m in bundled_migrations() if m.version <= version]
+
+
+async def test_days_built_before_their_cut_totals_are_built_again(db):
+    """0010 adds the closed days' totals cut at midnight; a day built before has none, and the
+    next `topup maintain` builds it again."""
+    from topup import accounts, sites, visit_days
+
+    account = await accounts.create_account(db, "Acme")
+    made = await sites.create_site(db, account.id, name="x", domains=["example.com"],
+                                   tier=Tier.PRIVACY_POLICY, allowance=0)  # fmt: skip
+    site = made.id
+    day = date(2026, 11, 20)
+    await db.execute(
+        """INSERT INTO visit_days (site_id, day, exact, visitors, visits, pageviews, events,
+                                   bounces, duration)
+           VALUES ($1, $2, true, 0, 0, 0, 0, 0, 0)""",
+        site, day,
+    )  # fmt: skip
+    now = datetime(2026, 11, 22, 3, tzinfo=UTC)
+    assert await visit_days.build_closed_days(db, day, now) == 2  # that day, and the next
+    assert (
+        await db.fetchval(
+            "SELECT cut_events FROM visit_days WHERE site_id = $1 AND day = $2", site, day
+        )
+        == 0
+    )
+    assert await visit_days.build_closed_days(db, day, now) == 0

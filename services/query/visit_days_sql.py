@@ -9,7 +9,9 @@ sessions lie wholly inside it ([d, d + 2 days) within the range); their totals a
 Every other session with rows in the range is summed from `visit_hours`: a row of day h belongs
 to a session begun on h, or carried over from h - 1 (flagged `continued`), and it is left to the
 rest when that day is not inner. So the rest is today's rows but yesterday's carried-over ones,
-and the first day's carried-over rows (found by a partial index): a filter, no join. The answer
+and the first day's carried-over rows (found by a partial index): a filter, no join. A range
+that ends with a built day (the top stats' previous period) takes that day's totals cut at
+midnight instead of its rows (`_cut_days`). The answer
 equals `visit_sql`'s (tests compare them): the rest's rows join their sessions' attributes as
 `visit_sql` joins them.
 
@@ -171,13 +173,16 @@ async def fetch(
     first, last = _inner_span(query)
     if first > last:
         return None
-    built = await conn.fetch(
-        """SELECT day, visitors, visits, pageviews, events, bounces, duration FROM visit_days
+    days = await conn.fetch(
+        """SELECT day, visitors, visits, pageviews, events, bounces, duration, cut_pageviews,
+                  cut_events, cut_bounces, cut_duration
+           FROM visit_days
            WHERE site_id = $1 AND day >= $2 AND day <= $3 AND exact""",
         site_id,
         first,
-        last,
+        last + _DAY,
     )
+    built = [r for r in days if r["day"] <= last]
     if not built:
         return None
     sql = Params(POSTGRES)
@@ -185,7 +190,9 @@ async def fetch(
     inner = {r["day"] for r in built}
     rest = _rest(query, inner)
     if not query.dimensions:
-        text = _totals(sql, query, tier, site, built, rest)
+        cut = _cut_days(query, rest, days)
+        rest = rest | {BEGUN: [d for d in rest[BEGUN] if d not in {r["day"] for r in cut}]}
+        text = _totals(sql, query, tier, site, built + cut, rest)
     elif query.dimensions[0] in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
         text = _visits_per_value(sql, query, tier, site, inner, rest)
     else:
@@ -194,12 +201,30 @@ async def fetch(
     return list(await conn.fetch(text, *values))
 
 
+def _cut_days(
+    query: StatsQuery, rest: dict[str, list[date]], days: list[asyncpg.Record]
+) -> list[dict[str, Any]]:
+    """The range's last day, when the range holds it whole and ends with it (the previous
+    period's last day, a range ending yesterday) and it is built with its cut totals: those
+    totals, in place of its begun sessions' rows (its sessions' rows of the next day lie
+    outside the range, so the rest holds none of them to group with)."""
+    last = (query.end - _DAY).date()
+    whole = query.start <= midnight(last) and query.end == midnight(last + _DAY)
+    if not whole or last not in rest[BEGUN]:
+        return []
+    return [
+        dict(r) | {k: r[f"cut_{k}"] for k in ("pageviews", "events", "bounces", "duration")}
+        for r in days
+        if r["day"] == last and r["cut_events"] is not None
+    ]
+
+
 def _totals(
     sql: Params,
     query: StatsQuery,
     tier: Tier,
     site: str,
-    built: list[asyncpg.Record],
+    built: list[Mapping[str, Any]],
     rest: dict[str, list[date]],
 ) -> str:
     totals = {k: sum(r[k] for r in built) for k in ("visits", "pageviews", "events", "bounces")}

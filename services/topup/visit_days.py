@@ -1,8 +1,9 @@
 """`visit_days` (migration 0005): per site and closed UTC day, the visit totals of the sessions
-that began that day, and `visit_day_values` (0006, 0008): their visitors, visits, page views and
-events per value of each visit attribute, and per page and event name they had an event on. The
-top stats and the cards add these up instead of grouping every session of the range again
-(`query/visit_days_sql.py`).
+that began that day (and, 0010, the same cut at the day's midnight: those sessions over their
+rows of that day alone, for a range that ends with the day), and `visit_day_values` (0006,
+0008): their visitors, visits, page views and events per value of each visit attribute, and per
+page and event name they had an event on. The top stats and the cards add these up instead of
+grouping every session of the range again (`query/visit_days_sql.py`).
 
 What makes the sums exact (and what the builder checks before it calls a day exact):
 - a session's rows lie in the day it began and the next (its key names that day: process
@@ -41,7 +42,7 @@ WITH began AS (
     WHERE site_id = $1 AND ts >= $2 AND ts < $2 + interval '1 day'
 ),
 r AS (
-    SELECT v.session_id, v.visitor, v.pageviews, v.events, v.first_ts, v.last_ts
+    SELECT v.session_id, v.visitor, v.pageviews, v.events, v.first_ts, v.last_ts, v.hour
     FROM visit_hours v JOIN began b ON b.session_id = v.session_id
     WHERE v.site_id = $1 AND v.hour >= $2 AND v.hour < $2 + interval '2 days'
 ),
@@ -49,6 +50,11 @@ s AS (
     SELECT sum(pageviews) AS pageviews,
            extract(epoch FROM max(last_ts) - min(first_ts)) AS duration
     FROM r GROUP BY session_id
+),
+cut AS (  -- the same sessions over their rows of the day alone
+    SELECT sum(pageviews) AS pageviews, sum(events) AS events,
+           extract(epoch FROM max(last_ts) - min(first_ts)) AS duration
+    FROM r WHERE hour < $2 + interval '1 day' GROUP BY session_id
 )
 SELECT
     NOT EXISTS (  -- the day's sessions have no rows outside their two days
@@ -67,7 +73,11 @@ SELECT
     coalesce(sum(pageviews), 0) AS pageviews,
     (SELECT coalesce(sum(events), 0) FROM r) AS events,
     count(*) FILTER (WHERE pageviews <= 1) AS bounces,
-    coalesce(sum(duration), 0) AS duration
+    coalesce(sum(duration), 0) AS duration,
+    (SELECT coalesce(sum(pageviews), 0) FROM cut) AS cut_pageviews,
+    (SELECT coalesce(sum(events), 0) FROM cut) AS cut_events,
+    (SELECT count(*) FILTER (WHERE pageviews <= 1) FROM cut) AS cut_bounces,
+    (SELECT coalesce(sum(duration), 0) FROM cut) AS cut_duration
 FROM s
 """
 
@@ -144,15 +154,19 @@ async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, day: date) -> 
         assert row is not None
         await conn.execute(
             """INSERT INTO visit_days (site_id, day, exact, visitors, visits, pageviews, events,
-                                       bounces, duration)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                       bounces, duration, cut_pageviews, cut_events,
+                                       cut_bounces, cut_duration)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                ON CONFLICT (site_id, day) DO UPDATE SET
                    exact = EXCLUDED.exact, visitors = EXCLUDED.visitors,
                    visits = EXCLUDED.visits, pageviews = EXCLUDED.pageviews,
                    events = EXCLUDED.events, bounces = EXCLUDED.bounces,
-                   duration = EXCLUDED.duration, built_at = now()""",
+                   duration = EXCLUDED.duration, cut_pageviews = EXCLUDED.cut_pageviews,
+                   cut_events = EXCLUDED.cut_events, cut_bounces = EXCLUDED.cut_bounces,
+                   cut_duration = EXCLUDED.cut_duration, built_at = now()""",
             site_id, day, row["exact"], row["visitors"], row["visits"], row["pageviews"],
-            row["events"], row["bounces"], row["duration"],
+            row["events"], row["bounces"], row["duration"], row["cut_pageviews"],
+            row["cut_events"], row["cut_bounces"], row["cut_duration"],
         )  # fmt: skip
         await conn.execute(
             "DELETE FROM visit_day_values WHERE site_id = $1 AND day = $2", site_id, day
@@ -166,13 +180,15 @@ async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, day: date) -> 
 async def build_closed_days(
     conn: asyncpg.Connection, first: date, now: datetime | None = None
 ) -> int:
-    """Build every site's closed days from `first` on that have no row yet; how many."""
+    """Build every site's closed days from `first` on that have no row yet (or none with its cut
+    totals); how many."""
     last = last_closed_day(datetime.now(UTC) if now is None else now)
     missing = await conn.fetch(
         """SELECT s.id, d::date AS day
            FROM sites s CROSS JOIN generate_series($1::date, $2::date, interval '1 day') AS d
-           WHERE NOT EXISTS (
-               SELECT 1 FROM visit_days v WHERE v.site_id = s.id AND v.day = d::date)
+           WHERE NOT EXISTS (  -- no row, or one built before its cut totals (0010)
+               SELECT 1 FROM visit_days v
+               WHERE v.site_id = s.id AND v.day = d::date AND v.cut_events IS NOT NULL)
            ORDER BY d, s.id""",
         first,
         last,
