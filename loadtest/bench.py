@@ -123,9 +123,12 @@ async def _archive_files_per_commit(deliveries: int = 5, events: int = 2_000) ->
     from process.rows import EventRow, InitialRow
 
     site, now = new_id(), datetime.now(UTC)
-    blank: dict[str, Any] = dict.fromkeys(InitialRow.__struct_fields__) | {
-        "site_id": site, "session_id": 0, "hostname": "example.com", "entry_page": "/"}  # fmt: skip
-    del blank["event_id"], blank["ts"]
+
+    def begins(event: EventRow) -> InitialRow:  # a session's first row, attributes unknown
+        known = {"event_id": event.event_id, "site_id": site, "ts": now, "session_id": 0,
+                 "hostname": "example.com", "entry_page": "/"}  # fmt: skip
+        return InitialRow(**dict.fromkeys(InitialRow.__struct_fields__) | known)
+
     with tempfile.TemporaryDirectory(prefix="topup-bench-commits-") as root:
         archive = LocalArchive(Path(root))
         await archive.start()
@@ -134,11 +137,7 @@ async def _archive_files_per_commit(deliveries: int = 5, events: int = 2_000) ->
         for d in range(deliveries):
             rows = [EventRow(new_id(), site, now, d * events + i, None, "pageview",
                              "example.com", f"/{i % 50}", None) for i in range(events)]  # fmt: skip
-            initials = [
-                InitialRow(**blank, event_id=e.event_id, ts=e.ts)
-                for e in rows[:: int(1 / 0.29)]  # ~0.29 sessions per event
-            ]
-            await archive.write(rows, initials)
+            await archive.write(rows, [begins(e) for e in rows[::3]])  # ~0.3 sessions an event
         written = sum(1 for f in warehouse.rglob("*") if f.is_file()) - before
         await archive.close()
     return round(written / (deliveries * 2), 2)
