@@ -9,7 +9,7 @@ import boto3
 import msgspec
 
 from process.app import create_app
-from process.archive import GlueArchive
+from process.archive import GlueArchive, glue_catalog
 from process.rows import EventRow
 from tests.conftest import LiveServer
 from tests.fixtures import deliver, delivery_body, event
@@ -17,20 +17,12 @@ from topup import accounts, archive_tables, sites
 from topup.tiers import Tier
 
 
-def glue_catalog(endpoint: str) -> Any:
-    from pyiceberg.catalog.glue import GlueCatalog
-
-    region = "us-east-1"
-    return GlueCatalog("t", **{"glue.region": region, "s3.region": region,
-                               "glue.endpoint": endpoint, "s3.endpoint": endpoint})  # fmt: skip
-
-
 def make_tables(endpoint: str, database: str) -> None:
     """The database and the two tables, as the stack makes them (infra/topup_infra/archive.py):
     the archive's schema and partition spec, under the bucket's warehouse prefix."""
     bucket = f"archive-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    catalog = glue_catalog(endpoint)
+    catalog = glue_catalog("us-east-1", endpoint)
     catalog.create_namespace(database)
     for table, schema in archive_tables.SCHEMAS.items():
         catalog.create_table(f"{database}.{table}", schema,
@@ -39,7 +31,7 @@ def make_tables(endpoint: str, database: str) -> None:
 
 
 def archived(endpoint: str, database: str, table: str) -> list[dict[str, Any]]:
-    scan = glue_catalog(endpoint).load_table(f"{database}.{table}").scan()
+    scan = glue_catalog("us-east-1", endpoint).load_table(f"{database}.{table}").scan()
     return scan.to_arrow().to_pylist()
 
 

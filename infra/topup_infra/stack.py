@@ -62,7 +62,7 @@ class TopupStack(Stack):
             code=image("process", extras=process_extras),
             memory_mb=1024,
             timeout=Duration.seconds(120),
-            environment=with_database | archive_environment(config, archive),
+            environment=with_database,
             placement=network.functions,
         )
         assert process.url is not None
@@ -72,18 +72,20 @@ class TopupStack(Stack):
         )
         database.secret.grant_read(process.function)
         streams.access_key.grant_read(process.function)
+        # How process archives: to the delivery streams, or straight into the Glue tables.
         if config.archive_writer == "firehose":
-            process.function.add_environment(
-                "TOPUP_ARCHIVE_EVENTS_STREAM",
-                streams.archive_streams["events"].delivery_stream_name or "",
-            )
-            process.function.add_environment(
-                "TOPUP_ARCHIVE_INITIAL_EVENTS_STREAM",
-                streams.archive_streams["initial_events"].delivery_stream_name or "",
-            )
+            names = {t: s.delivery_stream_name or "" for t, s in streams.archive_streams.items()}
+            archiving = {
+                "TOPUP_ARCHIVE": "firehose",
+                "TOPUP_ARCHIVE_EVENTS_STREAM": names["events"],
+                "TOPUP_ARCHIVE_INITIAL_EVENTS_STREAM": names["initial_events"],
+            }
             streams.grant_put(process.function, *streams.archive_streams.values())
         else:
+            archiving = {"TOPUP_ARCHIVE": "glue", "TOPUP_ATHENA_DATABASE": archive.database_name}
             archive.grant_write(process.function)
+        for name, value in archiving.items():
+            process.function.add_environment(name, value)
 
         ingest = ServiceFunction(
             self,
@@ -180,11 +182,3 @@ class TopupStack(Stack):
         CfnOutput(self, "UserPoolId", value=auth.pool.user_pool_id)
         CfnOutput(self, "UserPoolClientId", value=auth.client.ref)
         CfnOutput(self, "LoginUrl", value=auth.login_url)
-
-
-def archive_environment(config: DeployConfig, archive: Archive) -> dict[str, str]:
-    """How process archives: to the delivery streams (their names are added once they exist),
-    or straight into the Glue tables."""
-    if config.archive_writer == "firehose":
-        return {"TOPUP_ARCHIVE": "firehose"}
-    return {"TOPUP_ARCHIVE": "glue", "TOPUP_ATHENA_DATABASE": archive.database_name}

@@ -148,24 +148,28 @@ class GlueArchive(IcebergArchive):
     def __init__(self, database: str, *, region: str, endpoint_url: str | None = None) -> None:
         super().__init__()
         self.database = database
-        self.properties = {"glue.region": region, "s3.region": region}
-        if endpoint_url:
-            self.properties |= {"glue.endpoint": endpoint_url, "s3.endpoint": endpoint_url}
+        self.region, self.endpoint_url = region, endpoint_url
         self.catalog: Any = None
 
     async def start(self) -> None:
         # The catalog's client only (no request): the tables are loaded by the first write.
-        self.catalog = await asyncio.to_thread(self._catalog)
-
-    def _catalog(self) -> Any:
-        from pyiceberg.catalog.glue import GlueCatalog
-
-        return GlueCatalog("topup", **self.properties)
+        self.catalog = await asyncio.to_thread(glue_catalog, self.region, self.endpoint_url)
 
     def _load_tables(self) -> dict[str, Any]:
         from topup.archive_layout import COLUMNS
 
         return {t: self.catalog.load_table(f"{self.database}.{t}") for t in COLUMNS}
+
+
+def glue_catalog(region: str, endpoint_url: str | None = None) -> Any:
+    """pyiceberg's catalog of the Glue Data Catalog, its files on S3 (both at `endpoint_url`
+    when given: moto's server in tests)."""
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    properties = {"glue.region": region, "s3.region": region}
+    if endpoint_url:
+        properties |= {"glue.endpoint": endpoint_url, "s3.endpoint": endpoint_url}
+    return GlueCatalog("topup", **properties)
 
 
 def archive_from_settings(settings: Settings) -> Archive:

@@ -11,7 +11,7 @@ to a session begun on h, or carried over from h - 1 (flagged `continued`), and i
 rest when that day is not inner. So the rest is today's rows but yesterday's carried-over ones,
 and the first day's carried-over rows (found by a partial index): a filter, no join. A range
 that ends with a built day (the top stats' previous period) takes that day's totals cut at
-midnight instead of its rows (`_cut_days`). The answer
+midnight instead of its rows (`_cut_day`). The answer
 equals `visit_sql`'s (tests compare them): the rest's rows join their sessions' attributes as
 `visit_sql` joins them.
 
@@ -190,9 +190,10 @@ async def fetch(
     inner = {r["day"] for r in built}
     rest = _rest(query, inner)
     if not query.dimensions:
-        cut = _cut_days(query, rest, days)
-        rest = rest | {BEGUN: [d for d in rest[BEGUN] if d not in {r["day"] for r in cut}]}
-        text = _totals(sql, query, tier, site, built + cut, rest)
+        cut = _cut_day(query, rest, days)
+        if cut is not None:
+            rest = rest | {BEGUN: [d for d in rest[BEGUN] if d != cut["day"]]}
+        text = _totals(sql, query, tier, site, built + ([cut] if cut else []), rest)
     elif query.dimensions[0] in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
         text = _visits_per_value(sql, query, tier, site, inner, rest)
     else:
@@ -201,22 +202,19 @@ async def fetch(
     return list(await conn.fetch(text, *values))
 
 
-def _cut_days(
+def _cut_day(
     query: StatsQuery, rest: dict[str, list[date]], days: list[asyncpg.Record]
-) -> list[dict[str, Any]]:
+) -> dict[str, Any] | None:
     """The range's last day, when the range holds it whole and ends with it (the previous
     period's last day, a range ending yesterday) and it is built with its cut totals: those
     totals, in place of its begun sessions' rows (its sessions' rows of the next day lie
     outside the range, so the rest holds none of them to group with)."""
     last = (query.end - _DAY).date()
     whole = query.start <= midnight(last) and query.end == midnight(last + _DAY)
-    if not whole or last not in rest[BEGUN]:
-        return []
-    return [
-        dict(r) | {k: r[f"cut_{k}"] for k in ("pageviews", "events", "bounces", "duration")}
-        for r in days
-        if r["day"] == last and r["cut_events"] is not None
-    ]
+    row = next((r for r in days if r["day"] == last), None)
+    if not whole or last not in rest[BEGUN] or row is None or row["cut_events"] is None:
+        return None
+    return dict(row) | {k: row[f"cut_{k}"] for k in ("pageviews", "events", "bounces", "duration")}
 
 
 def _totals(

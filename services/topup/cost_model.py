@@ -36,6 +36,8 @@ from typing import Any
 
 import msgspec
 
+from topup.archive_layout import COLUMNS
+
 HOURS_PER_MONTH = 730
 RECORD_ROUNDING = 5 * 1024  # Firehose bills each record as a multiple of 5 KB
 AURORA_IO_BYTES = 4 * 1024  # Aurora counts log writes in 4 KB units (small ones batched)
@@ -148,7 +150,6 @@ def deliveries_per_month(
 # UpdateTable commit it.
 ARCHIVE_GETS_PER_COMMIT = 2
 GLUE_REQUESTS_PER_COMMIT = 2
-ARCHIVE_TABLES = 2
 
 
 def _billed_record(size: float) -> float:
@@ -203,7 +204,7 @@ def price(
     if cheapest:
         deliveries = deliveries_per_month(events, inputs, CHEAPEST_BUFFER_S, CHEAPEST_BUFFER_MB)
         active = aurora_awake_fraction(SECONDS_PER_MONTH / deliveries)
-        commits = deliveries * ARCHIVE_TABLES
+        commits = deliveries * len(COLUMNS)  # a commit per archive table
         puts = commits * inputs.archive_files_per_commit
         gets = commits * ARCHIVE_GETS_PER_COMMIT
         add(

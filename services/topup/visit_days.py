@@ -137,6 +137,17 @@ GROUP BY a.dimension, a.value
 """
 
 
+# What `_BUILD` gives and `visit_days` keeps, under the same names.
+_DAY_TOTALS = ("exact", "visitors", "visits", "pageviews", "events", "bounces", "duration",
+               "cut_pageviews", "cut_events", "cut_bounces", "cut_duration")  # fmt: skip
+_STORE_DAY = f"""
+INSERT INTO visit_days (site_id, day, {", ".join(_DAY_TOTALS)})
+VALUES ($1, $2, {", ".join(f"${i}" for i in range(3, len(_DAY_TOTALS) + 3))})
+ON CONFLICT (site_id, day) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _DAY_TOTALS)}, built_at = now()
+"""
+
+
 def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
@@ -152,22 +163,7 @@ async def build_day(conn: asyncpg.Connection, site_id: uuid.UUID, day: date) -> 
         await lock_sites(conn, [site_id])
         row = await conn.fetchrow(_BUILD, site_id, midnight(day))
         assert row is not None
-        await conn.execute(
-            """INSERT INTO visit_days (site_id, day, exact, visitors, visits, pageviews, events,
-                                       bounces, duration, cut_pageviews, cut_events,
-                                       cut_bounces, cut_duration)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-               ON CONFLICT (site_id, day) DO UPDATE SET
-                   exact = EXCLUDED.exact, visitors = EXCLUDED.visitors,
-                   visits = EXCLUDED.visits, pageviews = EXCLUDED.pageviews,
-                   events = EXCLUDED.events, bounces = EXCLUDED.bounces,
-                   duration = EXCLUDED.duration, cut_pageviews = EXCLUDED.cut_pageviews,
-                   cut_events = EXCLUDED.cut_events, cut_bounces = EXCLUDED.cut_bounces,
-                   cut_duration = EXCLUDED.cut_duration, built_at = now()""",
-            site_id, day, row["exact"], row["visitors"], row["visits"], row["pageviews"],
-            row["events"], row["bounces"], row["duration"], row["cut_pageviews"],
-            row["cut_events"], row["cut_bounces"], row["cut_duration"],
-        )  # fmt: skip
+        await conn.execute(_STORE_DAY, site_id, day, *(row[c] for c in _DAY_TOTALS))
         await conn.execute(
             "DELETE FROM visit_day_values WHERE site_id = $1 AND day = $2", site_id, day
         )
