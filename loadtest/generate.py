@@ -8,7 +8,8 @@ The archive is the local one under `TOPUP_DATA_DIR` (`.topup/archive`, what `top
 
 Visits come from `loadtest/traffic.py` (browsers, referrers, campaigns, countries, pages); a
 fifth of the visits are returning visitors (seen earlier the same UTC day: a visitor id is a
-daily hash). The closed days' visit totals are built at the end, as `topup maintain` would.
+daily hash). The closed days' visit totals and the open days' counts so far are built at the
+end, as `topup maintain` would.
 The truth (events, page views, visits, visitors, page views per day and per page) is computed
 while the rows are made, not read back with SQL.
 """
@@ -32,7 +33,7 @@ from process import user_agents
 from process.archive import LocalArchive
 from process.referrers import acquisition, utm_tags
 from process.rows import EventRow, InitialRow
-from topup import rollups
+from topup import open_days, rollups
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 from topup.database import connect, migrate
 from topup.ids import new_id
@@ -155,6 +156,7 @@ async def generate(database_url: str, events: int, days: int, seed: int = 1,
             await conn.execute(f"ANALYZE {table}")
         # As `topup maintain` would now: a long load may have closed another day meanwhile.
         await rollups.build_closed_days(conn, first_day, datetime.now(UTC))
+        await open_days.build_open_days(conn, datetime.now(UTC))
         return site_id, truth
     finally:
         await conn.close()

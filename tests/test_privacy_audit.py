@@ -15,10 +15,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from process.app import create_app
 from tests.conftest import LiveServer
 from tests.fixtures import CHROME_MAC, IP_DE, IP_US, SAFARI_IPHONE, deliver, delivery_body, event
-from topup import accounts, sites
+from topup import accounts, open_days, sites
 from topup.archive_tables import open_tables
 from topup.maintenance import maintain, utc_today
 from topup.tiers import Tier
+from topup.visit_days import midnight
 
 TAB_SESSION = "tab-secret-7f3a9c"
 DISTINCT = "distinct-4b1d8e2f"
@@ -79,6 +80,9 @@ async def test_each_tier_stores_its_fields_and_nothing_else(tier, settings, db, 
         answer = await deliver(client, delivery_body([realistic_batch(site.id)]))
         assert answer.status_code == 200
     await maintain(db, retention_days=35)
+    if tier is not Tier.FULL:  # the open day's counts, to the batch's end
+        upto = midnight(utc_today() + timedelta(days=1))
+        assert await open_days.build_open_day(db, site.id, tier, utc_today(), upto)
 
     stored = await every_value(db)
     archived, archived_events, archived_initials = archive_values(settings.data_dir)
@@ -117,8 +121,11 @@ async def test_each_tier_stores_its_fields_and_nothing_else(tier, settings, db, 
         assert (first["device_model"], first["device_manufacturer"]) == (None, None)
         assert signup["props"] is None and signup["visitor_id"] is None
         assert other["country"] is None  # no CloudFront headers, and no IP use at all
-        # the dashboard's session summaries hold no visitor hash either
+        # the dashboard's session summaries and open days' members hold no visitor hash either
         assert await db.fetchval("SELECT bool_and(visitor = session_id) FROM visit_hours")
+        assert await db.fetchval(
+            "SELECT bool_and(member IN (SELECT session_id FROM events)) FROM open_day_members"
+        )
     elif tier is Tier.PRIVACY_POLICY:
         assert first["referrer"] == "https://news.example.org/article/42"
         assert first["visitor_id"] is not None and first["distinct_id"] is None

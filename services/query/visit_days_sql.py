@@ -31,6 +31,7 @@ from query.stats_sql import POSTGRES, Params
 from query.stats_sql import VISITOR as EVENT_VISITOR
 from query.visit_sql import VISITOR, on_the_hour
 from topup.local_days import EVENT_VALUES
+from topup.open_days import ON_INITIAL_ROW, counted_before, member
 from topup.tiers import Tier
 from topup.visit_days import ATTRIBUTES, midnight
 
@@ -60,9 +61,12 @@ def answers(query: StatsQuery, tier: Tier) -> bool:
     )
 
 
-def _spans(days: list[date], start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+Span = tuple[datetime, datetime]
+
+
+def _spans(days: list[date], start: datetime, end: datetime) -> list[Span]:
     """The instants of these (ascending) days within [start, end), consecutive days merged."""
-    spans: list[tuple[datetime, datetime]] = []
+    spans: list[Span] = []
     for day in days:
         lo, hi = max(start, midnight(day)), min(end, midnight(day + _DAY))
         if spans and spans[-1][1] == lo:
@@ -72,7 +76,7 @@ def _spans(days: list[date], start: datetime, end: datetime) -> list[tuple[datet
     return spans
 
 
-def _within(p: Params, column: str, spans: list[tuple[datetime, datetime]]) -> str:
+def _within(p: Params, column: str, spans: list[Span]) -> str:
     # One range per span, so Postgres prunes the day partitions outside them.
     return " OR ".join(
         f"({column} >= {p.add(lo)}::timestamptz AND {column} < {p.add(hi)}::timestamptz)"
@@ -136,23 +140,22 @@ def _on_days(sql: Params, column: str, days: list[date]) -> str:
     return _within(sql, column, _spans(days, midnight(days[0]), midnight(days[-1] + _DAY)))
 
 
-def _rest_events(
-    sql: Params, query: StatsQuery, rest: dict[str, list[date]], site: str, select: str
-) -> list[str]:
+def _rest_spans(query: StatsQuery, rest: dict[str, list[date]]) -> dict[str, list[Span]]:
+    return {which: _spans(days, query.start, query.end) for which, days in rest.items() if days}
+
+
+def _rest_events(sql: Params, spans: dict[str, list[Span]], site: str, select: str) -> list[str]:
     """`select` (columns of `events e`) over the events the inner days do not count, one
     SELECT per kind of day (UNION ALL them). An event has no flag: its session is carried over
     when the session has a carried-over row on the event's day."""
     parts = []
-    for which, days in rest.items():
-        if not days:
-            continue
-        spans = _spans(days, query.start, query.end)
+    for which, within in spans.items():
         part = f"""
     {select}
     FROM events e
-    WHERE e.site_id = {site} AND ({_within(sql, "e.ts", spans)})"""
+    WHERE e.site_id = {site} AND ({_within(sql, "e.ts", within)})"""
         carried = f"""FROM visit_hours c
-          WHERE c.site_id = {site} AND ({_within(sql, "c.hour", spans)}) AND c.continued"""
+          WHERE c.site_id = {site} AND ({_within(sql, "c.hour", within)}) AND c.continued"""
         if which == BEGUN:
             part += f"""
       AND NOT EXISTS (SELECT 1 {carried} AND c.session_id = e.session_id)"""
@@ -173,33 +176,81 @@ async def fetch(
     first, last = _inner_span(query)
     if first > last:
         return None
-    days = await conn.fetch(
-        """SELECT day, visitors, visits, pageviews, events, bounces, duration, cut_pageviews,
-                  cut_events, cut_bounces, cut_duration
-           FROM visit_days
-           WHERE site_id = $1 AND day >= $2 AND day <= $3 AND exact""",
+    # One snapshot: a build or a late delivery between the statements would mix two states.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        days = await conn.fetch(
+            """SELECT day, visitors, visits, pageviews, events, bounces, duration, cut_pageviews,
+                      cut_events, cut_bounces, cut_duration
+               FROM visit_days
+               WHERE site_id = $1 AND day >= $2 AND day <= $3 AND exact""",
+            site_id,
+            first,
+            last + _DAY,
+        )
+        built = [r for r in days if r["day"] <= last]
+        if not built:
+            return None
+        sql = Params(POSTGRES)
+        site = sql.add(site_id)
+        inner = {r["day"] for r in built}
+        rest = _rest(query, inner)
+        if not query.dimensions:
+            cut = _cut_day(query, rest, days)
+            if cut is not None:
+                rest = rest | {BEGUN: [d for d in rest[BEGUN] if d != cut["day"]]}
+            text = _totals(sql, query, tier, site, built + ([cut] if cut else []), rest)
+        else:
+            opened = await _open_days(conn, query, site_id, tier, rest)
+            if query.dimensions[0] in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
+                text = _visits_per_value(sql, query, tier, site, inner, rest, opened)
+            else:
+                text = _per_value(sql, query, tier, site, inner, rest, opened)
+        text, values = sql.finish(text)
+        return list(await conn.fetch(text, *values))
+
+
+async def _open_days(
+    conn: asyncpg.Connection,
+    query: StatsQuery,
+    site_id: Any,
+    tier: Tier,
+    rest: dict[str, list[date]],
+) -> dict[date, datetime]:
+    """The rest's days whose sessions begun on them are counted so far (`topup/open_days.py`)
+    for this query, by day: up to when. Only for visitors alone, and days the range holds
+    from midnight to their count's end."""
+    if set(query.metrics) != {"visitors"} or query.dimensions[0] not in _OPEN_DIMENSIONS:
+        return {}
+    days = [d for d in rest[BEGUN] + rest[ALL] if midnight(d) >= query.start]
+    rows = await conn.fetch(
+        """SELECT day, upto FROM open_days
+           WHERE site_id = $1 AND day = ANY($2::date[]) AND tier = $3 AND upto <= $4""",
         site_id,
-        first,
-        last + _DAY,
+        days,
+        tier.value,
+        query.end,
     )
-    built = [r for r in days if r["day"] <= last]
-    if not built:
-        return None
-    sql = Params(POSTGRES)
-    site = sql.add(site_id)
-    inner = {r["day"] for r in built}
-    rest = _rest(query, inner)
-    if not query.dimensions:
-        cut = _cut_day(query, rest, days)
-        if cut is not None:
-            rest = rest | {BEGUN: [d for d in rest[BEGUN] if d != cut["day"]]}
-        text = _totals(sql, query, tier, site, built + ([cut] if cut else []), rest)
-    elif query.dimensions[0] in _ON_INITIAL_ROW and set(query.metrics) <= _DISTINCT:
-        text = _visits_per_value(sql, query, tier, site, inner, rest)
-    else:
-        text = _per_value(sql, query, tier, site, inner, rest)
-    text, values = sql.finish(text)
-    return list(await conn.fetch(text, *values))
+    return {r["day"]: r["upto"] for r in rows}
+
+
+def _not_open(
+    rest: dict[str, list[date]], opened: Mapping[date, datetime]
+) -> dict[str, list[date]]:
+    """The rest without the open days' sessions begun on them (their counts hold those): an
+    open day of kind ALL keeps its carried-over rows."""
+    return {
+        ALL: [d for d in rest[ALL] if d not in opened],
+        BEGUN: [d for d in rest[BEGUN] if d not in opened],
+        CARRIED: sorted(rest[CARRIED] + [d for d in rest[ALL] if d in opened]),
+    }
+
+
+_OPEN_DIMENSIONS = frozenset(ON_INITIAL_ROW) | frozenset(EVENT_VALUES)
+
+
+def _since_counted(query: StatsQuery, day: date, upto: datetime) -> Span:
+    """The instants of an open day after its count, within the range."""
+    return upto, min(query.end, midnight(day + _DAY))
 
 
 def _cut_day(
@@ -256,7 +307,7 @@ FROM s"""
 
 # The attributes the session's initial row holds (the exit page comes from its rows): the rest's
 # rows join that row.
-_ON_INITIAL_ROW = frozenset(ATTRIBUTES) - {"visit:exit_page"}
+_ON_INITIAL_ROW = frozenset(ON_INITIAL_ROW)
 
 
 def _initial_row(site: str) -> str:
@@ -273,6 +324,7 @@ def _visits_per_value(
     site: str,
     inner: set[date],
     rest: dict[str, list[date]],
+    opened: Mapping[date, datetime],
 ) -> str:
     """Visitors and visits per value of an attribute of the initial row, without the rest's
     visit_hours rows where they are not needed: a session the rest counts that began inside the
@@ -283,7 +335,7 @@ def _visits_per_value(
     column = ATTRIBUTES[query.dimensions[0]]
     start, end = sql.add(query.start), sql.add(query.end)
     parts = []
-    began_inside = [d for d in _range_days(query) if d not in inner]
+    began_inside = [d for d in _range_days(query) if d not in inner and d not in opened]
     if began_inside:
         parts.append(f"""
     SELECT e.session_id, {EVENT_VISITOR[tier]} AS visitor, e.{column} AS value
@@ -304,10 +356,19 @@ def _visits_per_value(
     FROM visit_hours v{_initial_row(site)}
     WHERE v.site_id = {site} AND {_rest_rows(sql, query, first_rest)}
       AND ({_on_days(sql, "i.ts", [day - _DAY, day])}) AND i.ts < {start}::timestamptz""")
+    for day, upto in opened.items():  # its sessions since the count, of visitors it lacks
+        lo, hi = _since_counted(query, day, upto)
+        since, counted = f"{sql.add(midnight(day))}::timestamptz", f"{sql.add(upto)}::timestamptz"
+        parts.append(f"""
+    SELECT e.session_id, {EVENT_VISITOR[tier]}, e.{column}
+    FROM initial_events e
+    WHERE e.site_id = {site} AND e.ts >= {sql.add(lo)}::timestamptz
+      AND e.ts < {sql.add(hi)}::timestamptz
+      AND NOT {counted_before(tier, column, site, since, counted)}""")
     rows = f"""
 e (session_id, visitor, value) AS ({" UNION ALL".join(parts)}
 )"""
-    return _added_to_the_days(sql, query, tier, site, rows, sorted(inner))
+    return _added_to_the_days(sql, query, tier, site, rows, sorted(inner), opened)
 
 
 def _per_value(
@@ -317,6 +378,7 @@ def _per_value(
     site: str,
     inner: set[date],
     rest: dict[str, list[date]],
+    opened: Mapping[date, datetime],
 ) -> str:
     dimension = query.dimensions[0]
     if dimension == "visit:exit_page":
@@ -342,9 +404,8 @@ e AS (
         select = f"""SELECT e.session_id, {EVENT_VISITOR[tier]} AS visitor,
            e.{EVENT_VALUES[dimension]} AS value,
            CASE WHEN e.name = 'pageview' THEN 1 ELSE 0 END AS pageviews, 1 AS events"""
-        parts = _rest_events(sql, query, rest, site, select) or [
-            "SELECT NULL::bigint, NULL::bigint, NULL::text, 0, 0 WHERE false"
-        ]
+        parts = _open_rest_events(sql, query, tier, site, rest, opened, select)
+        parts = parts or ["SELECT NULL::bigint, NULL::bigint, NULL::text, 0, 0 WHERE false"]
         rows = f"""
 e (session_id, visitor, value, pageviews, events) AS ({" UNION ALL".join(parts)}
 )"""
@@ -359,7 +420,41 @@ e AS (
     FROM visit_hours v{_initial_row(site)}
     WHERE v.site_id = {site} AND {_rest_rows(sql, query, rest)} AND {on_began}
 )"""
-    return _added_to_the_days(sql, query, tier, site, rows, sorted(inner))
+    return _added_to_the_days(sql, query, tier, site, rows, sorted(inner), opened)
+
+
+def _open_rest_events(
+    sql: Params,
+    query: StatsQuery,
+    tier: Tier,
+    site: str,
+    rest: dict[str, list[date]],
+    opened: Mapping[date, datetime],
+    select: str,
+) -> list[str]:
+    """`_rest_events` with the open days' counts in place of their sessions' events before the
+    count: the events since, and the next day's carried-over events of the same sessions (same
+    visitors), each only for the visitors the count lacks for its page or event name."""
+    dimension = query.dimensions[0]
+    rest = _not_open(rest, opened)
+    after = {d + _DAY for d in opened} & set(rest[ALL] + rest[CARRIED])
+    rest = {  # the days after open days without their carried-over events
+        ALL: [d for d in rest[ALL] if d not in after],
+        BEGUN: sorted(rest[BEGUN] + [d for d in rest[ALL] if d in after]),
+        CARRIED: [d for d in rest[CARRIED] if d not in after],
+    }
+    parts = _rest_events(sql, _rest_spans(query, rest), site, select)
+    for day, upto in opened.items():
+        kinds = {BEGUN: [_since_counted(query, day, upto)]}
+        if day + _DAY in after:
+            kinds[CARRIED] = _spans([day + _DAY], query.start, query.end)
+        lacking = f"""
+      AND NOT EXISTS (
+          SELECT 1 FROM open_day_members m
+          WHERE m.site_id = {site} AND m.day = {sql.add(day)} AND m.dimension = {sql.add(dimension)}
+            AND m.value = e.{EVENT_VALUES[dimension]} AND m.member = {member(tier, "e")})"""
+        parts += [part + lacking for part in _rest_events(sql, kinds, site, select)]
+    return parts
 
 
 # The distinct counts of the rest's rows (`e`): the column each counts.
@@ -373,6 +468,7 @@ def _added_to_the_days(
     site: str,
     rows: str,
     days: list[date],
+    opened: Mapping[date, datetime],
 ) -> str:
     """Per value, the inner days' totals plus the rest's (the CTEs `rows`, ending in `e`) of the
     query's metrics only. A distinct count groups by value and the counted column and then
@@ -391,6 +487,11 @@ def _added_to_the_days(
         columns = ", ".join("0" if n in _DISTINCT_OF else f"sum({n})" for n in names)
         rest.append(f"""
     SELECT value, {columns} FROM e GROUP BY value""")
+    if opened:  # the open days' counts (visitors alone)
+        rest.append(f"""
+    SELECT value, visitors FROM open_day_values
+    WHERE site_id = {site} AND dimension = {sql.add(query.dimensions[0])}
+      AND day = ANY({sql.add(sorted(opened))}::date[])""")
     return f"""
 WITH {rows}
 SELECT d0, {", ".join(f"sum({m})::bigint AS {m}" for m in names)} FROM (

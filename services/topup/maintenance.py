@@ -1,6 +1,6 @@
 """`topup maintain`: upcoming day partitions, retention, the daily visitor-hash salts, the
-closed days' visit totals (`visit_days`) and graph buckets (`local_days`), and the local
-archive's compaction."""
+closed days' visit totals (`visit_days`) and graph buckets (`local_days`), today's and
+yesterday's visitors per value so far (`open_days`), and the local archive's compaction."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from topup import rollups
+from topup import open_days, rollups
 from topup.archive_compaction import CompactionReport, compact
 from topup.settings import Settings
 
@@ -27,6 +27,7 @@ class MaintenanceReport(msgspec.Struct, frozen=True):
     counters_deleted: int = 0
     visit_days_built: int = 0
     local_days_built: int = 0
+    open_days_built: int = 0
     archive: CompactionReport | None = None  # None: no local archive to compact
 
 
@@ -95,8 +96,9 @@ async def maintain(
             "DELETE FROM visitor_counters WHERE hour < now() - interval '2 hours'"
         )
     built, built_local = await rollups.build_closed_days(conn, keep_from, now)
+    built_open = await open_days.build_open_days(conn, now)
     compaction = None if archive is None else await asyncio.to_thread(compact, archive, today)
     return MaintenanceReport(
         created, dropped, salts_created, salts_deleted, int(counters.split()[-1]), built,
-        built_local, compaction,
+        built_local, built_open, compaction,
     )  # fmt: skip

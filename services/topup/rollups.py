@@ -1,7 +1,8 @@
 """What the rollups built from closed days share: maintain builds them, a late delivery forgets
 the days it changes, and retention drops them. The rollups: `visit_days` and
 `visit_day_values` (per UTC day the sessions began, `visit_days.py`), `local_days` and
-`local_day_values` (per day in the site's zone, `local_days.py`)."""
+`local_day_values` (per day in the site's zone, `local_days.py`). A late delivery also forgets
+the open days counted past its events (`open_days.py`)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ WITH begun AS (SELECT * FROM unnest($1::uuid[], $2::date[]) AS c(site_id, day)),
         )
         for table in tables
     )
+    # An event of an open day before its `upto` (a whole hour) has its hour among the instants.
+    + """,
+     open_days AS (DELETE FROM open_days t USING touched c
+                   WHERE t.site_id = c.site_id AND t.upto > c.ts
+                     AND c.ts >= t.day::timestamp AT TIME ZONE 'UTC')"""
     + "\nSELECT 1"
 )
 
