@@ -11,7 +11,7 @@ from tests.fixtures import event
 from tests.stats_data import store
 from tests.test_query_stats import NOW, ZONE, env  # noqa: F401
 from tests.test_query_visit_days import _flat, _query, _values, built  # noqa: F401
-from topup import open_days
+from topup import open_days, rollups
 from topup.database import connect
 from topup.local_days import EVENT_VALUES
 from topup.maintenance import maintain
@@ -181,29 +181,43 @@ async def _visitors(conn, q, site_id, tier):
 
 
 async def test_a_late_delivery_forgets_the_open_days_counted_past_it(opened):
-    """An event before a count's end deletes the site's open day; one after leaves it. The
-    answer is the summaries' meanwhile, and the next build begins at midnight."""
+    """An event before a count's end deletes that day's count, and process counts the day
+    again from midnight, the late event with it; the cards answer as the summaries."""
     site, tier = opened["site"], Tier.PRIVACY_POLICY
     conn = await connect(opened["url"])
-
-    async def kept():
-        return {r["day"] for r in await conn.fetch("SELECT day FROM open_days WHERE site_id = $1",
-                                                   site.id)}  # fmt: skip
-
     try:
+        await conn.execute("DELETE FROM open_days WHERE site_id = $1", site.id)
         await open_days.build_open_day(conn, site.id, tier, YESTERDAY, midnight(TODAY))
-        upto = midnight(TODAY)
-        await open_days.build_open_day(conn, site.id, tier, TODAY, upto)
-        await store(opened["url"], [event(site.id, "https://example.com/after", session="after",
-                                          ip="198.51.100.8", at=upto)])  # fmt: skip
-        assert await kept() == {YESTERDAY, TODAY}
         await store(opened["url"], [event(site.id, "https://example.com/late", session="late",
                                           ip="198.51.100.9",
-                                          at=upto - timedelta(minutes=1))])  # fmt: skip
-        assert await kept() == {TODAY}
+                                          at=midnight(TODAY) - timedelta(minutes=1))])  # fmt: skip
+        pages = await conn.fetch(
+            """SELECT value FROM open_day_values
+               WHERE site_id = $1 AND day = $2 AND dimension = 'event:page'""",
+            site.id,
+            YESTERDAY,
+        )
+        assert "/late" in {r["value"] for r in pages}
         assert await _answers_as_the_summaries(opened, tier) > 0
-        assert await open_days.build_open_day(conn, site.id, tier, YESTERDAY, midnight(TODAY))
-        assert await _answers_as_the_summaries(opened, tier) > 0
+    finally:
+        await conn.close()
+
+
+async def test_an_event_is_told_from_a_count_by_its_quarter_hour(opened):
+    """A count ending at a quarter hour: an event after it in the same hour leaves it, one
+    before it deletes it (what a delivery forgets, in its transaction)."""
+    site = opened["site"]
+    upto = midnight(YESTERDAY) + timedelta(hours=20, minutes=30)
+    conn = await connect(opened["url"])
+    try:
+        await conn.execute("DELETE FROM open_days WHERE site_id = $1", site.id)
+        await open_days.build_open_day(conn, site.id, Tier.PRIVACY_POLICY, YESTERDAY, upto)
+        for minutes, left in ((5, 1), (-5, 0)):
+            async with conn.transaction():
+                instants = rollups.touched_instants([(site.id, upto + timedelta(minutes=minutes))])
+                await rollups.forget(conn, [], instants)
+            assert await conn.fetchval("SELECT count(*) FROM open_days WHERE site_id = $1",
+                                       site.id) == left  # fmt: skip
     finally:
         await conn.close()
 
@@ -231,15 +245,42 @@ async def test_maintain_counts_today_and_yesterday_and_drops_older_days(opened):
         await conn.close()
 
 
-def test_a_count_ends_a_margin_before_its_build_on_the_hour():
+def test_a_count_ends_on_the_quarter_hour_a_margin_before_its_build():
     day = datetime(2026, 11, 27, tzinfo=UTC)
     at = datetime.combine(day.date(), time(10, 5), UTC)
-    assert open_days.open_upto(day.date(), at) == day + timedelta(hours=9)
+    assert open_days.open_upto(day.date(), at) == day + timedelta(hours=9, minutes=45)
     assert open_days.open_upto(day.date(), at + timedelta(minutes=20)) == day + timedelta(hours=10)
     assert open_days.open_upto(day.date(), day + timedelta(minutes=5)) == day
     yesterday = day.date() - timedelta(days=1)
     assert open_days.open_upto(yesterday, at) == day
-    assert open_days.open_upto(yesterday, day + timedelta(minutes=5)) == day - timedelta(hours=1)
+    assert open_days.open_upto(yesterday, day + timedelta(minutes=5)) == day - timedelta(minutes=15)
+
+
+async def test_process_counts_its_sites_on_after_a_delivery(opened):
+    """A delivery's sites get today counted up to the quarter hour a margin before, and
+    yesterday to its end; within `STALE_AFTER` of that, the next delivery counts nothing."""
+    site = opened["site"]
+    conn = await connect(opened["url"])
+    try:
+        await conn.execute("DELETE FROM open_days WHERE site_id = $1", site.id)
+        before = datetime.now(UTC)
+        await store(opened["url"], [event(site.id, "https://example.com/now", session="now")])
+        after = datetime.now(UTC)
+        rows = {r["day"]: r for r in await conn.fetch(
+            "SELECT day, tier, upto, built_at FROM open_days WHERE site_id = $1", site.id)}  # fmt: skip
+        today, yesterday = after.date(), after.date() - timedelta(days=1)
+        assert rows[yesterday]["upto"] in {
+            open_days.open_upto(yesterday, t) for t in (before, after)
+        }
+        assert rows[today]["upto"] in {open_days.open_upto(today, t) for t in (before, after)}
+        assert {r["tier"] for r in rows.values()} == {"privacy_policy"}
+        counting = open_days.Counting()
+        assert await counting.keep_current(conn, {site.id}) == 0  # current already
+        assert await counting.keep_current(conn, {site.id}) == 0  # and seen so: no query
+        assert counting.counted[(site.id, today)] == rows[today]["upto"] or after.minute % 15 == 5
+        assert await _answers_as_the_summaries(opened, Tier.PRIVACY_POLICY) > 0
+    finally:
+        await conn.close()
 
 
 async def test_a_tier_change_counts_again_from_midnight(opened):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from process.archive import Archive
 from process.drops import DropReason
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
+from topup import open_days
 from topup.wire import (
     DeliveryRequest,
     IngestedEvent,
@@ -107,6 +109,7 @@ class Processor:
     sites: SiteDirectory
     salts: Salts
     partitions: store.Partitions = field(default_factory=store.Partitions)
+    counting: open_days.Counting = field(default_factory=open_days.Counting)
     max_age: timedelta = timedelta(days=30)  # older events are not stored (retention - 1 day)
 
     async def handle(self, delivery: DeliveryRequest) -> DeliveryResult:
@@ -128,6 +131,7 @@ class Processor:
                 assert written is not None
                 await self.archive.write(written.events, written.initials)
                 await store.mark_archived(conn, delivery.request_id)
+                await self._keep_counts_current(conn, {e.site_id for e in written.events})
             return DeliveryResult(
                 delivery.request_id, written.accepted, written.dropped, redelivered
             )
@@ -149,6 +153,18 @@ class Processor:
         except asyncpg.CheckViolationError:
             self.partitions.days.clear()  # a partition we thought was there is not: recheck
             raise
+
+    async def _keep_counts_current(
+        self, conn: asyncpg.Connection, site_ids: set[uuid.UUID]
+    ) -> None:
+        """The open days' counts only spare the dashboard reading: a fault here loses nothing
+        (the answers stay exact, from older counts) and must not fail a stored delivery."""
+        if not site_ids:
+            return
+        try:
+            await self.counting.keep_current(conn, site_ids)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("open days not counted on: %s", exc)
 
     async def _totals(self, conn: asyncpg.Connection, request_id: str) -> DeliveryResult:
         row = await conn.fetchrow(

@@ -11,7 +11,9 @@ to a session begun on h, or carried over from h - 1 (flagged `continued`), and i
 rest when that day is not inner. So the rest is today's rows but yesterday's carried-over ones,
 and the first day's carried-over rows (found by a partial index): a filter, no join. A range
 that ends with a built day (the top stats' previous period) takes that day's totals cut at
-midnight instead of its rows (`_cut_day`). The answer
+midnight instead of its rows (`_cut_day`). A card of visitors alone takes the counts of the
+rest's open days (today's and yesterday's so far, `topup/open_days.py`) instead of their rows
+before the count's end (`_open_days`). The answer
 equals `visit_sql`'s (tests compare them): the rest's rows join their sessions' attributes as
 `visit_sql` joins them.
 

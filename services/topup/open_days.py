@@ -1,6 +1,8 @@
 """`open_days` (migration 0011): today's and yesterday's visitors per value, counted up to an
-instant (`upto`, a whole hour) by `topup maintain`, so a dashboard card reads the counts plus
-the events since `upto` instead of the whole day (`query/visit_days_sql.py`).
+instant (`upto`, a quarter hour), so a dashboard card reads the counts plus the events since
+`upto` instead of the whole day (`query/visit_days_sql.py`). Process counts its deliveries'
+sites on whenever a count is `STALE_AFTER` behind (so the events since are at most ~35 minutes
+of a busy site's, and an idle site costs nothing); `topup maintain` counts every site hourly.
 
 For a site and UTC day d, over the sessions begun on d (as the closed days count them,
 `visit_days.py`) and their events of day d before `upto`, `open_day_values` holds the visitors
@@ -13,9 +15,10 @@ or a session), so these add to the closed days' totals.
 
 Each build goes on from the last `upto` (the counts and members grow by the events between
 the two), under the site's write lock as the closed days' builds. What keeps them exact:
-- a delivery with an event before a site's `upto` (Firehose retried it, or buffered it past
-  the margin) deletes the site's open days (`rollups.forget`), and the next build begins again
-  at midnight; events are stamped by ingest, so nothing else lands before `upto`;
+- a delivery with an event of an open day before its `upto` (Firehose retried it, or buffered
+  it past the margin) deletes that day's counts (`rollups.forget`, by the event's quarter hour),
+  and the next build begins again at midnight; events are stamped by ingest, so nothing else
+  lands before `upto`;
 - the counts are of one tier's visitors: after a tier change the query does not read them and
   the next build begins again.
 
@@ -37,6 +40,10 @@ from topup.visit_days import ATTRIBUTES, midnight
 # A delivery arrives up to Firehose's buffer interval (at most 900 s) after its events: counts
 # end this long before the build, so a late delivery seldom makes the next build begin again.
 MARGIN = timedelta(minutes=20)
+# How far behind its possible end a count may fall before process counts on.
+STALE_AFTER = timedelta(minutes=15)
+_QUARTER = timedelta(minutes=15)
+_DAY = timedelta(days=1)
 
 # The visitor each tier counts, of a row of `events` or `initial_events` aliased `{t}`
 # (as `query.stats_sql.VISITOR`; the index `initial_events_site_visitor` is on this one).
@@ -118,28 +125,29 @@ _ADD_EVENT_VALUES = {tier: _add_event_values(tier) for tier in MEMBER}
 
 
 def open_upto(day: date, now: datetime) -> datetime:
-    """Up to when a build at `now` counts day `day`: the whole hour `MARGIN` before, at most the
-    day's end."""
-    hour = (now - MARGIN).replace(minute=0, second=0, microsecond=0)
-    return max(midnight(day), min(hour, midnight(day + timedelta(days=1))))
+    """Up to when a build at `now` counts day `day`: the quarter hour `MARGIN` before (a late
+    event is found by its quarter hour), at most the day's end."""
+    before = now - MARGIN
+    quarter = before - (before - midnight(before.date())) % _QUARTER
+    return max(midnight(day), min(quarter, midnight(day + _DAY)))
 
 
 async def build_open_day(
     conn: asyncpg.Connection, site_id: uuid.UUID, tier: Tier, day: date, upto: datetime
 ) -> bool:
-    """Count one site's day up to `upto` (a whole hour of the day or its end), going on from the
-    last build where it can; whether anything was counted."""
+    """Count one site's day up to `upto` (a quarter hour of the day or its end), going on from
+    the last build (never back: a count past `upto` stays); whether anything was counted."""
     async with conn.transaction():
         await lock_sites(conn, [site_id])
         last = await conn.fetchrow(
             "SELECT tier, upto FROM open_days WHERE site_id = $1 AND day = $2", site_id, day
         )
         since = midnight(day)
-        if last is not None and last["tier"] == tier.value and last["upto"] <= upto:
-            if last["upto"] == upto:
+        if last is not None and last["tier"] == tier.value:
+            if last["upto"] >= upto:
                 return False
             since = last["upto"]
-        else:  # none, deleted by a late delivery, another tier's, or past `upto`
+        else:  # none, deleted by a late delivery, or another tier's
             for table in ("open_day_values", "open_day_members"):
                 await conn.execute(
                     f"DELETE FROM {table} WHERE site_id = $1 AND day = $2", site_id, day
@@ -164,18 +172,56 @@ async def build_open_days(conn: asyncpg.Connection, now: datetime | None = None)
     now = datetime.now(UTC) if now is None else now
     today = now.date()
     for table in ("open_days", "open_day_values", "open_day_members"):
-        await conn.execute(f"DELETE FROM {table} WHERE day < $1", today - timedelta(days=1))
+        await conn.execute(f"DELETE FROM {table} WHERE day < $1", today - _DAY)
     sites = await conn.fetch(
         "SELECT id, tier FROM sites WHERE tier = ANY($1::text[]) ORDER BY id",
         [tier.value for tier in MEMBER],
     )
     built = 0
-    for day in (today - timedelta(days=1), today):
+    for day in (today - _DAY, today):
         for site in sites:
             upto = open_upto(day, now)
             built += await build_open_day(conn, site["id"], Tier(site["tier"]), day, upto)
     await refresh_statistics(conn)
     return built
+
+
+class Counting:
+    """Process's side: per site and day, up to when this container last saw it counted."""
+
+    def __init__(self) -> None:
+        self.counted: dict[tuple[uuid.UUID, date], datetime] = {}
+
+    def _due(self, site_id: uuid.UUID, day: date, upto: datetime) -> bool:
+        last = self.counted.get((site_id, day))
+        if last is None:  # not seen by this container: the build finds out
+            return True
+        return upto - last >= STALE_AFTER or (upto == midnight(day + _DAY) and last < upto)
+
+    async def keep_current(
+        self, conn: asyncpg.Connection, site_ids: set[uuid.UUID], now: datetime | None = None
+    ) -> int:
+        """After a delivery: count its sites' today on, and yesterday to its end, where this
+        container has not seen it counted within `STALE_AFTER`; how many were counted further.
+        A transaction of its own per site and day, after the delivery's."""
+        now = datetime.now(UTC) if now is None else now
+        days = (now.date() - _DAY, now.date())
+        due = {s for s in site_ids for d in days if self._due(s, d, open_upto(d, now))}
+        if not due:
+            return 0
+        tiers = await conn.fetch(
+            "SELECT id, tier FROM sites WHERE id = ANY($1::uuid[]) AND tier = ANY($2::text[])",
+            sorted(due),
+            [tier.value for tier in MEMBER],
+        )
+        counted = 0
+        for site in tiers:
+            for day in days:
+                upto = open_upto(day, now)
+                if self._due(site["id"], day, upto):
+                    counted += await build_open_day(conn, site["id"], Tier(site["tier"]), day, upto)
+                    self.counted[(site["id"], day)] = upto
+        return counted
 
 
 async def refresh_statistics(conn: asyncpg.Connection) -> None:

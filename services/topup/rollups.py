@@ -42,11 +42,12 @@ WITH begun AS (SELECT * FROM unnest($1::uuid[], $2::date[]) AS c(site_id, day)),
         )
         for table in tables
     )
-    # An event of an open day before its `upto` (a whole hour) has its hour among the instants.
+    # An open day counted past its earliest event here (`upto` is a quarter hour).
     + """,
-     open_days AS (DELETE FROM open_days t USING touched c
-                   WHERE t.site_id = c.site_id AND t.upto > c.ts
-                     AND c.ts >= t.day::timestamp AT TIME ZONE 'UTC')"""
+     earliest AS (SELECT * FROM unnest($7::uuid[], $8::date[], $9::timestamptz[])
+                  AS c(site_id, day, ts)),
+     open_days AS (DELETE FROM open_days t USING earliest c
+                   WHERE t.site_id = c.site_id AND t.day = c.day AND t.upto > c.ts)"""
     + "\nSELECT 1"
 )
 
@@ -54,15 +55,14 @@ WITH begun AS (SELECT * FROM unnest($1::uuid[], $2::date[]) AS c(site_id, day)),
 def touched_instants(
     events: Iterable[tuple[uuid.UUID, datetime]],
 ) -> set[tuple[uuid.UUID, datetime]]:
-    """(site, instant) pairs with the local dates of these events (site, UTC instant) in every
-    zone: each event's quarter hour (every zone's offset is a multiple of 15 minutes, so a
-    local midnight falls on one) and its hour (the `visit_hours` row it changes). Per delivery
-    they are a handful, however many its events (per event this is on process's hot path)."""
-    quarters = {
+    """(site, quarter hour) pairs of these events (site, UTC instant): every zone's offset is a
+    multiple of 15 minutes, so they hold the local dates of the events in every zone, and the
+    open days are counted up to a quarter hour. Per delivery they are a handful, however many
+    its events (per event this is on process's hot path)."""
+    return {
         (site, t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0))
         for site, t in events
     }
-    return quarters | {(site, q.replace(minute=0)) for site, q in quarters}
 
 
 async def forget(
@@ -72,12 +72,19 @@ async def forget(
 ) -> None:
     """In a delivery's transaction (holding its sites' locks): delete the rollup days its events
     change — the visit days its sessions began on (`begun`: site, UTC day) and the local days of
-    its events' instants (`touched`: site, instant) — so the next `topup maintain` builds them
-    again and meanwhile queries read the summaries."""
-    begun, touched = list(begun), list(touched)
-    if not touched:
+    its events' instants (`touched`: site, quarter hour) — so the next `topup maintain` builds
+    them again and meanwhile queries read the summaries; and the open days counted past one of
+    its events."""
+    quarters = set(touched)
+    if not quarters:
         return
+    # The local days: the quarters and their hours (the `visit_hours` rows the events change).
+    touched = sorted(quarters | {(site, q.replace(minute=0)) for site, q in quarters})
     instants = [instant for _, instant in touched]
+    earliest: dict[tuple[uuid.UUID, date], datetime] = {}
+    for site, quarter in sorted(quarters):
+        earliest.setdefault((site, quarter.date()), quarter)
+    begun = list(begun)
     await conn.execute(
         _FORGET,
         [site for site, _ in begun],
@@ -86,6 +93,9 @@ async def forget(
         instants,
         min(instants).date(),
         max(instants).date(),
+        [site for site, _ in earliest],
+        [day for _, day in earliest],
+        list(earliest.values()),
     )
 
 
