@@ -1,6 +1,6 @@
 """What runs besides requests: the schema migration at every deploy (a custom resource whose
 handler runs `topup migrate`), and `topup maintain` on a schedule (partitions, retention,
-salts, the closed days' visit totals)."""
+salts, the closed days' visit totals, today's and yesterday's counts so far)."""
 
 from __future__ import annotations
 

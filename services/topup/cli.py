@@ -163,7 +163,8 @@ def migrate(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def maintain(ctx: click.Context, as_json: bool) -> None:
     """Create upcoming day partitions, drop expired ones, rotate and delete visitor-hash salts,
-    build the closed days' visit totals, compact the local archive's closed days."""
+    build the closed days' visit totals and today's and yesterday's counts so far, compact the
+    local archive's closed days."""
     from topup.maintenance import local_archive
     from topup.maintenance import maintain as run
 
@@ -178,7 +179,8 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
         text = (
             f"partitions created: {r.partitions_created}, dropped: {len(r.partitions_dropped)}; "
             f"salts created: {r.salts_created}, deleted: {r.salts_deleted}; "
-            f"visit days built: {r.visit_days_built}, local days: {r.local_days_built}"
+            f"visit days built: {r.visit_days_built}, local days: {r.local_days_built}, "
+            f"open days counted: {r.open_days_built}"
         )
         if r.archive is not None:
             text += (
