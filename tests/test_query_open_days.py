@@ -11,7 +11,7 @@ from tests.fixtures import event
 from tests.stats_data import store
 from tests.test_query_stats import NOW, ZONE, env  # noqa: F401
 from tests.test_query_visit_days import _flat, _query, _values, built  # noqa: F401
-from topup import open_days, rollups
+from topup import open_days, rollups, visit_days
 from topup.database import connect
 from topup.local_days import EVENT_VALUES
 from topup.maintenance import maintain
@@ -319,4 +319,34 @@ async def test_an_open_day_the_range_holds_in_part_is_not_read(opened, dimension
         )
     finally:
         await conn.execute("DELETE FROM open_days WHERE site_id = $1 AND day = $2", site.id, day)
+        await conn.close()
+
+
+async def test_a_session_carried_over_is_not_counted_as_begun_within_an_hour(opened):
+    """A session begun the day before with events either side of a count's end inside one hour
+    (its row of that hour is carried over): neither the count nor the events since hold it."""
+    site, tier = opened["site"], Tier.PRIVACY_POLICY
+    eve = midnight(YESTERDAY) - timedelta(minutes=10)
+    at = [eve] + [midnight(YESTERDAY) + timedelta(hours=10, minutes=m) for m in (5, 20, 40)]
+    await store(opened["url"], [event(site.id, f"https://example.com/long/{n}", session="long",
+                                      ip="198.51.100.20", at=t)
+                                for n, t in enumerate(at)])  # fmt: skip
+    conn = await connect(opened["url"])
+    try:  # the late evening event forgot its visit day: built again, the session is an inner one
+        await visit_days.build_closed_days(conn, TODAY - timedelta(days=35), NOW)
+        await conn.execute("DELETE FROM open_days WHERE site_id = $1", site.id)
+        quarter = midnight(YESTERDAY) + timedelta(hours=10, minutes=15)
+        await open_days.build_open_day(conn, site.id, tier, YESTERDAY, quarter)
+        assert await _answers_as_the_summaries(opened, tier) > 0
+        await open_days.build_open_day(
+            conn, site.id, tier, YESTERDAY, quarter + timedelta(minutes=15)
+        )
+        stepped = await _counts(conn, site.id, YESTERDAY)
+        await conn.execute("DELETE FROM open_days WHERE site_id = $1", site.id)
+        await open_days.build_open_day(
+            conn, site.id, tier, YESTERDAY, quarter + timedelta(minutes=15)
+        )
+        assert await _counts(conn, site.id, YESTERDAY) == stepped
+        assert await _answers_as_the_summaries(opened, tier) > 0
+    finally:
         await conn.close()

@@ -156,8 +156,10 @@ def _rest_events(sql: Params, spans: dict[str, list[Span]], site: str, select: s
     {select}
     FROM events e
     WHERE e.site_id = {site} AND ({_within(sql, "e.ts", within)})"""
+        # From the hour of each span's start: a count's end may fall inside an hour.
+        hours = [(lo.replace(minute=0, second=0, microsecond=0), hi) for lo, hi in within]
         carried = f"""FROM visit_hours c
-          WHERE c.site_id = {site} AND ({_within(sql, "c.hour", within)}) AND c.continued"""
+          WHERE c.site_id = {site} AND ({_within(sql, "c.hour", hours)}) AND c.continued"""
         if which == BEGUN:
             part += f"""
       AND NOT EXISTS (SELECT 1 {carried} AND c.session_id = e.session_id)"""

@@ -1,7 +1,7 @@
 """`open_days` (migration 0011): today's and yesterday's visitors per value, counted up to an
 instant (`upto`, a quarter hour), so a dashboard card reads the counts plus the events since
 `upto` instead of the whole day (`query/visit_days_sql.py`). Process counts its deliveries'
-sites on whenever a count is `STALE_AFTER` behind (so the events since are at most ~35 minutes
+sites on whenever a count is `STALE_AFTER` behind (so the events since are at most ~50 minutes
 of a busy site's, and an idle site costs nothing); `topup maintain` counts every site hourly.
 
 For a site and UTC day d, over the sessions begun on d (as the closed days count them,
@@ -70,11 +70,13 @@ def counted_before(tier: Tier, column: str, site: str, since: str, upto: str) ->
 
 
 def begun_on_the_day(site: str, since: str, upto: str) -> str:
-    """The condition that event `e` (in [since, upto), whole hours of one day) belongs to a
-    session begun that day: none of the day's rows carried over from the day before."""
+    """The condition that event `e` (in [since, upto), quarter hours of one day) belongs to a
+    session begun that day: none of its rows from the hour of `since` on carried over from the
+    day before."""
+    hour = f"date_bin('1 hour', {since}, timestamptz '2000-01-01 00:00+00')"
     return f"""NOT EXISTS (
         SELECT 1 FROM visit_hours c
-        WHERE c.site_id = {site} AND c.hour >= {since} AND c.hour < {upto} AND c.continued
+        WHERE c.site_id = {site} AND c.hour >= {hour} AND c.hour < {upto} AND c.continued
           AND c.session_id = e.session_id)"""
 
 
