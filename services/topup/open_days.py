@@ -175,10 +175,7 @@ async def build_open_days(conn: asyncpg.Connection, now: datetime | None = None)
     today = now.date()
     for table in ("open_days", "open_day_values", "open_day_members"):
         await conn.execute(f"DELETE FROM {table} WHERE day < $1", today - _DAY)
-    sites = await conn.fetch(
-        "SELECT id, tier FROM sites WHERE tier = ANY($1::text[]) ORDER BY id",
-        [tier.value for tier in MEMBER],
-    )
+    sites = await _served_sites(conn)
     built = 0
     for day in (today - _DAY, today):
         for site in sites:
@@ -186,6 +183,19 @@ async def build_open_days(conn: asyncpg.Connection, now: datetime | None = None)
             built += await build_open_day(conn, site["id"], Tier(site["tier"]), day, upto)
     await refresh_statistics(conn)
     return built
+
+
+async def _served_sites(
+    conn: asyncpg.Connection, among: set[uuid.UUID] | None = None
+) -> list[asyncpg.Record]:
+    """The sites (`among` these, or all) whose tier the open days serve, with their tiers."""
+    return await conn.fetch(
+        """SELECT id, tier FROM sites
+           WHERE tier = ANY($1::text[]) AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))
+           ORDER BY id""",
+        [tier.value for tier in MEMBER],
+        None if among is None else sorted(among),
+    )
 
 
 class Counting:
@@ -211,13 +221,8 @@ class Counting:
         due = {s for s in site_ids for d in days if self._due(s, d, open_upto(d, now))}
         if not due:
             return 0
-        tiers = await conn.fetch(
-            "SELECT id, tier FROM sites WHERE id = ANY($1::uuid[]) AND tier = ANY($2::text[])",
-            sorted(due),
-            [tier.value for tier in MEMBER],
-        )
         counted = 0
-        for site in tiers:
+        for site in await _served_sites(conn, due):
             for day in days:
                 upto = open_upto(day, now)
                 if self._due(site["id"], day, upto):
