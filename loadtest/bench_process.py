@@ -1,9 +1,10 @@
 """Process benchmark: events per second from a Firehose delivery to committed rows, beside a raw
 asyncpg COPY of the same final rows into the same tables, in the same run.
 
-The processor runs in-process (no HTTP: the socket is not what is measured) on one event loop,
-so the figure is per core. The archive is measured apart: with the null archive the figure is
-the Postgres path; `local_archive` adds the pyiceberg append of each delivery.
+The processor reads each delivery's body (JSON, base64 records) and handles it in-process (no
+HTTP: the socket is not what is measured) on one event loop, so the figure is per core. The
+archive is measured apart: with the null archive the figure is the Postgres path;
+`local_archive` adds the pyiceberg append of each delivery.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import itertools
 import time
 from typing import Any
 
+import msgspec
+
 from loadtest.pg_usage import Meter
 from loadtest.traffic import Hit, hits
 from process import geo, user_agents
-from process.deliveries import Processor
+from process.deliveries import Processor, read_delivery
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
 from topup import accounts, sites
@@ -59,19 +62,19 @@ def ingested(site_id: Any, hit: Hit) -> IngestedEvent:
     )  # fmt: skip
 
 
-def deliveries(site_id: Any, count: int) -> list[DeliveryRequest]:
-    import base64
-
+def deliveries(site_id: Any, count: int) -> list[bytes]:
+    """Delivery bodies as Firehose POSTs them (JSON, each record's data base64)."""
     traffic = itertools.islice(hits(7, "example.com", count), count)
     events = [ingested(site_id, h) for h in traffic]
     out = []
     for start in range(0, len(events), DELIVERY_EVENTS):
         chunk = events[start : start + DELIVERY_EVENTS]
         records = [
-            DeliveryRecord(base64.b64encode(encode_record(chunk[i : i + RECORD_EVENTS])).decode())
+            DeliveryRecord(encode_record(chunk[i : i + RECORD_EVENTS]))
             for i in range(0, len(chunk), RECORD_EVENTS)
         ]
-        out.append(DeliveryRequest(str(new_id()), int(time.time() * 1000), records))
+        delivery = DeliveryRequest(str(new_id()), int(time.time() * 1000), records)
+        out.append(msgspec.json.encode(delivery))
     return out
 
 
@@ -90,12 +93,12 @@ async def run(database_url: str, full: bool) -> dict[str, Any]:
     processor = Processor(pool, NullArchive(), SiteDirectory(), Salts())
     user_agents.warm_up()  # as the app's start-up does
     geo.warm_up()
-    await processor.handle(batches[0])  # warm caches (parsed agents, partitions, salts)
+    await processor.handle(read_delivery(batches[0], None))  # warms agents, partitions, salts
     accepted = 0
     async with Meter(conn) as ours_on_postgres:
         started = time.perf_counter()
-        for delivery in batches[1:]:
-            accepted += (await processor.handle(delivery)).accepted
+        for body in batches[1:]:
+            accepted += (await processor.handle(read_delivery(body, None))).accepted
         process_s = time.perf_counter() - started
     await pool.close()
 

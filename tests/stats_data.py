@@ -3,7 +3,6 @@ Stats API computed in plain Python from the stored rows (never from the Stats SQ
 
 from __future__ import annotations
 
-import base64
 import random
 import re
 import statistics
@@ -106,8 +105,7 @@ async def store(
         for start in range(0, len(events), 400):
             chunk = events[start : start + 400]
             records = [
-                DeliveryRecord(base64.b64encode(encode_record(chunk[i : i + 8])).decode())
-                for i in range(0, len(chunk), 8)
+                DeliveryRecord(encode_record(chunk[i : i + 8])) for i in range(0, len(chunk), 8)
             ]
             await processor.handle(DeliveryRequest(str(new_id()), 0, records))
     finally:

@@ -22,6 +22,7 @@ from process.site_directory import SiteDirectory
 from process.visitors import Salts
 from topup import open_days
 from topup.wire import (
+    DeliveryRecord,
     DeliveryRequest,
     IngestedEvent,
     UndecodableError,
@@ -35,6 +36,7 @@ tracer = trace.get_tracer("topup.process")
 MAX_DECOMPRESSED_BYTES = 128 * 1024 * 1024  # Firehose buffers at most 64 MiB per delivery
 CLOCK_SKEW = timedelta(hours=1)  # ingest's clock may run this far ahead of process's
 _delivery_decoder = msgspec.json.Decoder(DeliveryRequest)
+_lines_decoder = msgspec.json.Decoder(IngestedEvent)
 
 
 class BadDeliveryError(ValueError):
@@ -49,6 +51,9 @@ class DeliveryResult(msgspec.Struct):
 
 
 def read_delivery(body: bytes, content_encoding: str | None) -> DeliveryRequest:
+    """The delivery in the body. A record whose data is not base64 stays in it as a record no
+    line of which decodes, so it is counted `invalid` like any malformed record (and a
+    delivery is never refused, so never retried, for one bad record)."""
     if content_encoding and content_encoding.lower() == "gzip":
         try:
             body = _gunzip(body)
@@ -57,7 +62,35 @@ def read_delivery(body: bytes, content_encoding: str | None) -> DeliveryRequest:
     try:
         return decode_untrusted(_delivery_decoder, body, "body")
     except UndecodableError as exc:
-        raise BadDeliveryError(f"not a Firehose delivery: {exc}") from None
+        problem = exc
+    try:  # the usual reason: one record is not base64; the rest are read one by one
+        lenient = decode_untrusted(_lenient_decoder, body, "body")
+    except UndecodableError:
+        raise BadDeliveryError(f"not a Firehose delivery: {problem}") from None
+    return DeliveryRequest(
+        lenient.request_id, lenient.timestamp, [_record(r.data) for r in lenient.records]
+    )
+
+
+class _LenientRecord(msgspec.Struct, frozen=True):
+    data: str
+
+
+class _LenientDelivery(msgspec.Struct, frozen=True, rename="camel"):
+    request_id: str
+    timestamp: int
+    records: list[_LenientRecord]
+
+
+_lenient_decoder = msgspec.json.Decoder(_LenientDelivery)
+BROKEN_RECORD = b"(a record that was not base64)\n"  # no line of it is an event
+
+
+def _record(data: str) -> DeliveryRecord:
+    try:
+        return DeliveryRecord(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        return DeliveryRecord(BROKEN_RECORD)
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -80,19 +113,18 @@ def decode_events(
     now = datetime.now(UTC)
     earliest, latest = now - max_age, now + CLOCK_SKEW
     for record in delivery.records:
-        try:
-            data = base64.b64decode(record.data, validate=True)
-        except (binascii.Error, ValueError):
-            invalid += 1
-            continue
-        for line in data.splitlines():
-            if not line.strip():
-                continue
-            try:
-                event = decode_event(line)
-            except UndecodableError:
-                invalid += 1
-                continue
+        try:  # all of a record's lines at once, the usual case
+            decoded = _lines_decoder.decode_lines(record.data)
+        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+            decoded = []
+            for line in record.data.splitlines():  # to tell the malformed lines from the rest
+                if not line.strip():
+                    continue
+                try:
+                    decoded.append(decode_event(line))
+                except UndecodableError:
+                    invalid += 1
+        for event in decoded:
             if earliest <= event.received_at <= latest:
                 events.append(event)
             else:

@@ -9,6 +9,7 @@ delivery; the session step and the write happen in `store.py`, inside one transa
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -66,6 +67,30 @@ class Batch:
     sites: SiteDirectory
     salts: Salts
     salt_by_day: dict[date, bytes] = field(default_factory=dict)
+    # A visitor's and a tab's events share their hashes: each is made once per delivery (and
+    # forgotten with it, so no address outlives the delivery in memory either).
+    visitor_ids: dict[tuple[uuid.UUID, str, str, date], int] = field(default_factory=dict)
+    session_keys: dict[tuple[uuid.UUID, str, date], tuple[int, int]] = field(default_factory=dict)
+
+    def visitor_id(self, site_id: uuid.UUID, ip: str, user_agent: str, day: date) -> int:
+        key = (site_id, ip, user_agent, day)
+        found = self.visitor_ids.get(key)
+        if found is None:
+            found = self.visitor_ids[key] = visitor_hash(
+                self.salt_by_day[day], site_id, ip, user_agent
+            )
+        return found
+
+    def tab_session(self, site_id: uuid.UUID, tab: str, day: date) -> tuple[int, int]:
+        """(the key of a tab's session begun on `day`, of one begun the day before)."""
+        key = (site_id, tab, day)
+        found = self.session_keys.get(key)
+        if found is None:
+            found = self.session_keys[key] = (
+                session_key(site_id, tab, day),
+                session_key(site_id, tab, day - timedelta(days=1)),
+            )
+        return found
 
     async def prepare(self, conn: asyncpg.Connection, events: list[IngestedEvent]) -> None:
         await self.sites.load(
@@ -168,21 +193,19 @@ def put_visitor_id(work: Work, batch: Batch) -> None:
     """banner_free: none (the session is the visitor); privacy_policy and full: the daily
     keyed hash; full also keeps the consented `distinct_id`. Then the session key."""
     assert work.site is not None
-    raw, site = work.raw, work.site
+    raw, site, day = work.raw, work.site, work.day
     if site.tier is not Tier.BANNER_FREE and raw.context.ip and raw.context.user_agent:
-        salt = batch.salt_by_day[work.day]
-        work.visitor_id = visitor_hash(salt, site.id, raw.context.ip, raw.context.user_agent)
+        work.visitor_id = batch.visitor_id(site.id, raw.context.ip, raw.context.user_agent, day)
     if site.tier is Tier.FULL:
         work.distinct_id = raw.distinct_id
     if raw.session_id:
         # A session's key names the UTC day it began: the event continues yesterday's session
         # if there is one (store.py decides), else it is today's. So a key never spans more
         # than two days, and a tab id used again later is a new visit.
-        work.session_id = session_key(site.id, raw.session_id, work.day)
-        work.continued_session = session_key(site.id, raw.session_id, work.day - timedelta(days=1))
+        work.session_id, work.continued_session = batch.tab_session(site.id, raw.session_id, day)
     elif work.visitor_id is not None:
         # Plausible-format senders have no tab session: a visitor's day is one visit.
-        work.session_id = session_key(site.id, f"visitor:{work.visitor_id}:{work.day}")
+        work.session_id = session_key(site.id, f"visitor:{work.visitor_id}:{day}")
     else:
         # Nothing links events without a session id or a hash: each is its own visit.
         work.session_id = session_key(site.id, f"event:{raw.event_id}")

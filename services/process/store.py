@@ -31,6 +31,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime
+from operator import attrgetter
 from typing import Any
 
 import asyncpg
@@ -117,13 +118,16 @@ async def _existing_sessions(
     return {(r["site_id"], r["session_id"]): Session(r["visitor_id"], r["began"]) for r in rows}
 
 
+_in_time_order = attrgetter("raw.received_at", "raw.event_id")
+
+
 def _sessions(kept: list[Work], existing: dict[tuple[uuid.UUID, int], Session]) -> list[Pending]:
     """Each event's row in time order, with its work when its session is new in this delivery
     (so the first of its events that is stored can begin it)."""
     visitors = {key: session.visitor_id for key, session in existing.items()}
     new: set[tuple[uuid.UUID, int]] = set()
     out: list[Pending] = []
-    for work in sorted(kept, key=lambda w: (w.raw.received_at, w.raw.event_id)):
+    for work in sorted(kept, key=_in_time_order):
         assert work.site is not None
         key = (work.site.id, work.session_id)
         if (
@@ -167,8 +171,7 @@ def _beginnings(stored: list[Pending]) -> list[InitialRow]:
     begun: set[tuple[uuid.UUID, int]] = set()
     initials = []
     for event, work in stored:
-        key = (event.site_id, event.session_id)
-        if work is not None and key not in begun:
+        if work is not None and (key := (event.site_id, event.session_id)) not in begun:
             begun.add(key)
             initials.append(initial_row(work))
     return initials
@@ -181,19 +184,20 @@ async def _copy_insert(
     rows: list[tuple],
     *,
     careful: bool,
-) -> set[uuid.UUID]:
-    """Store the rows not stored yet; return their ids.
+) -> set[uuid.UUID] | None:
+    """Store the rows not stored yet; return their ids (None: all of them).
 
     Event ids are fresh UUIDv7s, so almost always none is stored yet and one COPY straight into
     the table does it. When one is (an overlapping redelivery), that COPY fails on the primary
     key, the delivery's transaction is rolled back, and `write_delivery` runs again `careful`:
     COPY into a staging table, then INSERT … ON CONFLICT DO NOTHING.
     """
+    if not careful:
+        if rows:
+            await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        return None  # all of them
     if not rows:
         return set()
-    if not careful:
-        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
-        return {row[0] for row in rows}
     stage = f"stage_{table}"
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
@@ -214,28 +218,31 @@ async def _rate_limit(
     limits: dict[uuid.UUID, int],
 ) -> tuple[list[Pending], list[EventRow]]:
     """Keep each visitor's events up to the site's hourly limit; the rest are rate limited."""
-    keyed = [((e.site_id, visitor_key(e), utc_hour(e)), e, w) for e, w in rows]
-    keys = {key for key, _, _ in keyed}
+    keys = [(e.site_id, visitor_key(e), utc_hour(e)) for e, _ in rows]
+    added: Counter[tuple[uuid.UUID, int, datetime]] = Counter(keys)
     found = await conn.fetch(
         """SELECT c.site_id, c.visitor, c.hour, c.events FROM visitor_counters c
            JOIN unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS k(site_id, visitor, hour)
              ON c.site_id = k.site_id AND c.visitor = k.visitor AND c.hour = k.hour""",
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [k[2] for k in keys],
+        [k[0] for k in added],
+        [k[1] for k in added],
+        [k[2] for k in added],
     )
     counts: Counter[tuple[uuid.UUID, int, datetime]] = Counter(
         {(r["site_id"], r["visitor"], r["hour"]): r["events"] for r in found}
     )
-    added: Counter[tuple[uuid.UUID, int, datetime]] = Counter()
-    kept, limited = [], []
-    for key, event, work in keyed:  # in time order: a visitor's latest events are cut
-        if counts[key] < limits[event.site_id]:
-            counts[key] += 1
-            added[key] += 1
-            kept.append((event, work))
-        else:
-            limited.append(event)
+    kept: list[Pending] = rows
+    limited: list[EventRow] = []
+    if any(counts[key] + n > limits[key[0]] for key, n in added.items()):
+        added.clear()
+        kept = []
+        for key, (event, work) in zip(keys, rows, strict=True):  # in time order: the latest go
+            if counts[key] < limits[event.site_id]:
+                counts[key] += 1
+                added[key] += 1
+                kept.append((event, work))
+            else:
+                limited.append(event)
     await _add_counts(
         conn,
         """INSERT INTO visitor_counters (site_id, visitor, hour, events)
@@ -266,6 +273,24 @@ async def _grant_allowance(
         list(wanted.values()),
     )
     return {r["id"]: r["granted"] for r in rows}
+
+
+def _within_allowance(
+    rows: list[Pending], wanted: Counter[uuid.UUID], granted: dict[uuid.UUID, int]
+) -> tuple[list[Pending], list[EventRow]]:
+    """The events each site's grant covers, in time order, and those beyond it."""
+    if all(n <= granted.get(site, 0) for site, n in wanted.items()):
+        return rows, []  # the usual case: allowance enough for all
+    taken: Counter[uuid.UUID] = Counter()
+    stored: list[Pending] = []
+    refused: list[EventRow] = []
+    for event, work in rows:
+        if taken[event.site_id] < granted.get(event.site_id, 0):
+            taken[event.site_id] += 1
+            stored.append((event, work))
+        else:
+            refused.append(event)
+    return stored, refused
 
 
 async def _add_usage(
@@ -337,29 +362,21 @@ async def _write(
             await rollups.forget(conn, *_changed_days(kept, existing))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, limits)
-            for event in limited:
-                usage[(event.site_id, event.ts.date(), DropReason.RATE_LIMITED.value)] += 1
+            usage.update((e.site_id, e.ts.date(), DropReason.RATE_LIMITED.value) for e in limited)
         inserted = await _copy_insert(
             conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows], careful=careful
         )
-        rows = [(e, w) for e, w in rows if e.event_id in inserted]
+        if inserted is not None:
+            rows = [(e, w) for e, w in rows if e.event_id in inserted]
 
-        granted = await _grant_allowance(conn, Counter(e.site_id for e, _ in rows)) if rows else {}
-        taken: Counter[uuid.UUID] = Counter()
-        stored: list[Pending] = []
-        refused: list[EventRow] = []
-        for event, work in rows:
-            if taken[event.site_id] < granted.get(event.site_id, 0):
-                taken[event.site_id] += 1
-                stored.append((event, work))
-            else:
-                refused.append(event)
+        wanted = Counter(e.site_id for e, _ in rows)
+        granted = await _grant_allowance(conn, wanted) if rows else {}
+        stored, refused = _within_allowance(rows, wanted, granted)
         if refused:
             await conn.execute(
                 "DELETE FROM events WHERE event_id = ANY($1::uuid[])", [e.event_id for e in refused]
             )
-        for event in refused:
-            usage[(event.site_id, event.ts.date(), DropReason.OVER_ALLOWANCE.value)] += 1
+        usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
 
         initials = _beginnings(stored)
         await _copy_insert(
@@ -373,8 +390,7 @@ async def _write(
             (i.site_id, i.session_id): i.ts.astimezone(UTC).date() for i in initials
         }
         await visit_hours.add(conn, [e for e, _ in stored], began)
-        for event, _ in stored:
-            usage[(event.site_id, event.ts.date(), ACCEPTED)] += 1
+        usage.update((e.site_id, e.ts.date(), ACCEPTED) for e, _ in stored)
         await _add_usage(conn, usage)
         dropped = len(drops) + len(limited) + len(refused)
         await conn.execute(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 
 import asyncpg
 
@@ -59,10 +60,17 @@ def touched_instants(
     multiple of 15 minutes, so they hold the local dates of the events in every zone, and the
     open days are counted up to a quarter hour. Per delivery they are a handful, however many
     its events (per event this is on process's hot path)."""
-    return {
-        (site, t.replace(minute=t.minute - t.minute % 15, second=0, microsecond=0))
-        for site, t in events
-    }
+    out = set()
+    for site, t in events:
+        utc = t if t.tzinfo is UTC else t.astimezone(UTC)
+        out.add((site, _quarter(utc.date(), utc.hour, utc.minute // 15)))
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _quarter(day: date, hour: int, quarter: int) -> datetime:
+    # Few per delivery, so each is made once (`replace` would cost ~0.7 µs an event).
+    return datetime(day.year, day.month, day.day, hour, 15 * quarter, tzinfo=UTC)
 
 
 async def forget(

@@ -107,7 +107,7 @@ def decode_record(data: bytes) -> list[IngestedEvent]:
 
 
 class DeliveryRecord(msgspec.Struct, frozen=True):
-    data: str  # base64 of one buffer record
+    data: bytes  # one buffer record; base64 on the wire (msgspec encodes and checks it)
 
 
 class DeliveryRequest(msgspec.Struct, frozen=True, rename="camel"):

@@ -17,7 +17,6 @@ never acknowledged.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import gzip
 import logging
@@ -214,7 +213,7 @@ class LocalFirehose:
             DeliveryRequest(
                 request_id=request_id,
                 timestamp=int(time.time() * 1000),
-                records=[DeliveryRecord(base64.b64encode(r).decode()) for r in records],
+                records=[DeliveryRecord(r) for r in records],
             )
         )
         headers = {
