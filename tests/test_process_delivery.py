@@ -3,9 +3,11 @@
 import asyncio
 import json
 
+import asyncpg
 import pytest
 
 from process.app import create_app
+from process.store import _meanwhile
 from tests.conftest import LiveServer
 from tests.fixtures import CHROME_MAC, IP_US, SAFARI_IPHONE, deliver, delivery_body, event
 from topup import accounts, sites
@@ -387,3 +389,18 @@ async def test_a_session_whose_first_event_is_rate_limited_begins_with_its_first
     assert {r["session_id"] for r in stored if r["pathname"] == "/b2"} == {
         initials[1]["session_id"]
     }
+
+
+async def test_python_work_beside_a_running_statement_leaves_the_connection_usable(db):
+    """The events' COPY runs while process works out the session rows (`_meanwhile`)."""
+    assert await _meanwhile(db.execute("SELECT pg_sleep(0.05)"), lambda: 42) == 42
+
+    def fail() -> int:
+        raise ValueError("a bug in the work")
+
+    with pytest.raises(ValueError):
+        await _meanwhile(db.execute("SELECT pg_sleep(0.05)"), fail)
+    assert await db.fetchval("SELECT 1") == 1  # the statement was waited for
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await _meanwhile(db.execute("SELECT 1 / 0"), lambda: 1)
+    assert await db.fetchval("SELECT 1") == 1

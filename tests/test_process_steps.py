@@ -2,12 +2,13 @@
 CloudFront sends them."""
 
 import uuid
+from datetime import date
 
 import pytest
 
 from process import geo, user_agents
 from process.referrers import acquisition, utm_tags
-from process.visitors import session_key, visitor_hash
+from process.visitors import session_key, tab_session_keys, visitor_hash
 from tests.fixtures import (
     CHROME_MAC,
     FIREFOX_WINDOWS,
@@ -209,6 +210,16 @@ def test_visitor_hash_depends_on_salt_site_ip_and_agent():
                 visitor_hash(salt, site, "1.2.3.4", FIREFOX_WINDOWS)}) == 5  # fmt: skip
     assert -(2**63) <= base < 2**63
     assert session_key(site, "tab") != session_key(other, "tab")
+
+
+def test_a_tabs_two_session_keys_are_its_keys_for_the_day_and_the_day_before():
+    """Process makes both keys of a tab at once (its hot path); they are the stored keys."""
+    site, day = uuid.uuid4(), date(2026, 3, 1)  # the day before is in another month
+    for tab in ("tab", "onglet-é-ß-✓"):
+        today, yesterday = tab_session_keys(site, tab, day)
+        assert today == session_key(site, tab, day)
+        assert yesterday == session_key(site, tab, date(2026, 2, 28))
+        assert today != yesterday
 
 
 def test_geo_from_the_operators_maxmind_database(tmp_path):

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -22,7 +22,7 @@ from process import geo, user_agents
 from process.drops import DropReason
 from process.referrers import NO_UTM, Acquisition, Utm, acquisition, utm_tags
 from process.site_directory import SiteConfig, SiteDirectory
-from process.visitors import Salts, session_key, visitor_hash
+from process.visitors import Salts, session_key, tab_session_keys, visitor_hash
 from topup.tiers import Tier
 from topup.wire import IngestedEvent, PropValue
 
@@ -86,10 +86,7 @@ class Batch:
         key = (site_id, tab, day)
         found = self.session_keys.get(key)
         if found is None:
-            found = self.session_keys[key] = (
-                session_key(site_id, tab, day),
-                session_key(site_id, tab, day - timedelta(days=1)),
-            )
+            found = self.session_keys[key] = tab_session_keys(site_id, tab, day)
         return found
 
     async def prepare(self, conn: asyncpg.Connection, events: list[IngestedEvent]) -> None:

@@ -12,15 +12,17 @@ In order, inside the transaction:
    one: no session spans more than two UTC days. Delete the rollup days the events change (the
    visit days their sessions began on, the local days of their instants; `rollups.forget`):
    mostly none, since days are built after they end.
-4. COPY the events in. Event ids are fresh UUIDv7s, so straight into the table; if one is
-   already stored (an overlapping delivery), the transaction is rolled back and redone through a
-   staging table and INSERT … ON CONFLICT DO NOTHING: such an event is skipped, counted nowhere.
-5. Hold each visitor to the site's hourly limit (the daily visitor hash where the tier keeps
+4. Hold each visitor to the site's hourly limit (the daily visitor hash where the tier keeps
    one, else the session): events beyond it are `rate_limited`, so a script sending events
    with a site's id costs that site at most the limit per visitor and hour.
-6. Grant allowance per site in one statement (check and decrement together); events beyond it
-   (the latest ones) are removed again and counted as `over_allowance`.
-7. Insert the initial rows, add the stored events to their sessions' `visit_hours` (the
+5. Grant allowance per site in one statement (check and decrement together); events beyond it
+   (the latest ones) are `over_allowance`. Then COPY the granted events in: event ids are fresh
+   UUIDv7s, so straight into the table, while process works out the initial rows and the
+   session hours meanwhile. If one is already stored (an overlapping delivery), the
+   transaction is rolled back and redone `careful`: through a staging table and INSERT … ON
+   CONFLICT DO NOTHING first (such an event is skipped, counted nowhere), then the grant, and
+   the events beyond it are removed again.
+6. Insert the initial rows, add the stored events to their sessions' `visit_hours` (the
    summary the dashboard's visit-level queries read; a row says whether its session began on
    an earlier UTC day, from the session's initial row), add the day's usage (accepted, and dropped
    by reason), and record the delivery's totals.
@@ -28,11 +30,13 @@ In order, inside the transaction:
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -56,6 +60,7 @@ from topup.site_lock import lock_sites
 
 NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
 SESSION_LOOKBACK_DAYS = 1
+T = TypeVar("T")
 
 Drop = tuple[uuid.UUID | None, date, DropReason]
 Pending = tuple[EventRow, Work | None]  # an event's row, and its work if its session is new
@@ -184,20 +189,19 @@ async def _copy_insert(
     rows: list[tuple],
     *,
     careful: bool,
-) -> set[uuid.UUID] | None:
-    """Store the rows not stored yet; return their ids (None: all of them).
+) -> set[uuid.UUID]:
+    """Store the rows not stored yet; return their ids.
 
     Event ids are fresh UUIDv7s, so almost always none is stored yet and one COPY straight into
     the table does it. When one is (an overlapping redelivery), that COPY fails on the primary
     key, the delivery's transaction is rolled back, and `write_delivery` runs again `careful`:
     COPY into a staging table, then INSERT … ON CONFLICT DO NOTHING.
     """
-    if not careful:
-        if rows:
-            await conn.copy_records_to_table(table, records=rows, columns=list(columns))
-        return None  # all of them
     if not rows:
         return set()
+    if not careful:
+        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
+        return {row[0] for row in rows}
     stage = f"stage_{table}"
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
@@ -311,6 +315,39 @@ async def _add_counts(conn: asyncpg.Connection, sql: str, counts: Counter[Any]) 
     await upsert(conn, sql, {key: (n,) for key, n in counts.items()})
 
 
+async def _grant(
+    conn: asyncpg.Connection, rows: list[Pending]
+) -> tuple[list[Pending], list[EventRow]]:
+    """The events each site's allowance covers, taken from it, and those beyond it."""
+    if not rows:
+        return [], []
+    wanted = Counter(e.site_id for e, _ in rows)
+    return _within_allowance(rows, wanted, await _grant_allowance(conn, wanted))
+
+
+def _session_rows(
+    stored: list[Pending], existing: dict[tuple[uuid.UUID, int], Session]
+) -> tuple[list[InitialRow], dict[visit_hours.Key, visit_hours.HourSummary]]:
+    """The new sessions' initial rows, and the stored events' additions to their hours."""
+    initials = _beginnings(stored)
+    began = {key: session.began for key, session in existing.items()} | {
+        (i.site_id, i.session_id): i.ts.astimezone(UTC).date() for i in initials
+    }
+    return initials, visit_hours.summarise([e for e, _ in stored], began)
+
+
+async def _meanwhile(statement: Awaitable[object], work: Callable[[], T]) -> T:
+    """Do `work` in Python while the database runs `statement` (sent first): the server's time
+    and process's overlap instead of adding up. `statement` has finished when this returns."""
+    running = asyncio.ensure_future(statement)
+    await asyncio.sleep(0)  # it sends the statement (a COPY: all its rows) and waits for the end
+    try:
+        done = work()
+    finally:
+        await running  # the connection is free again, and its error (if any) is raised
+    return done
+
+
 async def write_delivery(
     conn: asyncpg.Connection,
     request_id: str,
@@ -363,22 +400,28 @@ async def _write(
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, limits)
             usage.update((e.site_id, e.ts.date(), DropReason.RATE_LIMITED.value) for e in limited)
-        inserted = await _copy_insert(
-            conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows], careful=careful
-        )
-        if inserted is not None:
-            rows = [(e, w) for e, w in rows if e.event_id in inserted]
-
-        wanted = Counter(e.site_id for e, _ in rows)
-        granted = await _grant_allowance(conn, wanted) if rows else {}
-        stored, refused = _within_allowance(rows, wanted, granted)
-        if refused:
-            await conn.execute(
-                "DELETE FROM events WHERE event_id = ANY($1::uuid[])", [e.event_id for e in refused]
+        if careful:
+            inserted = await _copy_insert(
+                conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows], careful=True
             )
+            stored, refused = await _grant(
+                conn, [(e, w) for e, w in rows if e.event_id in inserted]
+            )
+            if refused:
+                await conn.execute(
+                    "DELETE FROM events WHERE event_id = ANY($1::uuid[])",
+                    [e.event_id for e in refused],
+                )
+            initials, hours = _session_rows(stored, existing)
+        else:
+            # Event ids are fresh: all will be stored (else UniqueViolationError, and careful),
+            # so the allowance is granted first and the events beyond it are never copied.
+            stored, refused = await _grant(conn, rows)
+            copy = conn.copy_records_to_table(
+                "events", records=[as_tuple(e) for e, _ in stored], columns=list(EVENT_COLUMNS)
+            )
+            initials, hours = await _meanwhile(copy, lambda: _session_rows(stored, existing))
         usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
-
-        initials = _beginnings(stored)
         await _copy_insert(
             conn,
             "initial_events",
@@ -386,10 +429,7 @@ async def _write(
             [as_tuple(i) for i in initials],
             careful=careful,
         )
-        began = {key: session.began for key, session in existing.items()} | {
-            (i.site_id, i.session_id): i.ts.astimezone(UTC).date() for i in initials
-        }
-        await visit_hours.add(conn, [e for e, _ in stored], began)
+        await visit_hours.add(conn, hours)
         usage.update((e.site_id, e.ts.date(), ACCEPTED) for e, _ in stored)
         await _add_usage(conn, usage)
         dropped = len(drops) + len(limited) + len(refused)

@@ -46,6 +46,8 @@ class HourSummary(msgspec.Struct):
 
 
 def summarise(events: list[EventRow], began: Began) -> dict[Key, HourSummary]:
+    """Stored events by their sessions' hours. A session without an initial row counts as
+    begun in the hour's day, as in the rebuild."""
     hours: dict[Key, HourSummary] = {}
     for event in events:
         hour = utc_hour(event)
@@ -58,11 +60,10 @@ def summarise(events: list[EventRow], began: Began) -> dict[Key, HourSummary]:
     return hours
 
 
-async def add(conn: asyncpg.Connection, events: list[EventRow], began: Began) -> None:
-    """Add stored events to their sessions' hours. Of the exit page already stored and the
-    delivery's, the later page view (by instant, then path) wins, whichever came first. A
-    session without an initial row counts as begun in the hour's day, as in the rebuild."""
-    hours = summarise(events, began)
+async def add(conn: asyncpg.Connection, hours: dict[Key, HourSummary]) -> None:
+    """Add stored events' hours (`summarise`) to their sessions' hours. Of the exit page already
+    stored and the delivery's, the later page view (by instant, then path) wins, whichever
+    came first."""
     await upsert(
         conn,
         """INSERT INTO visit_hours AS v (site_id, hour, session_id, visitor, pageviews, events,
