@@ -247,12 +247,14 @@ async def test_a_flood_from_one_visitor_costs_the_site_at_most_the_limit(process
     # One client (one address and browser), rotating its session ids: the daily hash holds it.
     flood = [event(site.id, f"https://example.com/{i}", session=f"fake-{i}") for i in range(300)]
     other = [event(site.id, session="real-visitor", ip="198.51.100.20") for _ in range(3)]
-    for start in range(0, 300, 100):
+    for start in range(0, 300, 30):  # the second delivery reaches the limit within it
         assert (
-            await deliver(process, delivery_body([flood[start : start + 100]]))
+            await deliver(process, delivery_body([flood[start : start + 30]]))
         ).status_code == 200
     assert (await deliver(process, delivery_body([other]))).status_code == 200
     assert await usage(db, site.id) == {"accepted": 43, "rate_limited": 260}
+    counted = "SELECT sum(events) FROM visitor_counters WHERE site_id = $1"
+    assert await db.fetchval(counted, site.id) == 43  # only what was kept
     assert (
         await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id)
         == 1000 - 43
@@ -404,3 +406,33 @@ async def test_python_work_beside_a_running_statement_leaves_the_connection_usab
     with pytest.raises(asyncpg.DivisionByZeroError):
         await _meanwhile(db.execute("SELECT 1 / 0"), lambda: 1)
     assert await db.fetchval("SELECT 1") == 1
+
+
+async def test_a_new_sessions_hour_already_stored_is_added_to_not_refused(process, db):
+    """A new session's hours are copied in (no row can share a fresh session key); should one
+    exist anyway, the delivery is written the careful way and adds to it."""
+    from datetime import UTC, datetime
+
+    from process.visitors import session_key
+
+    account = await accounts.create_account(db, "Acme")
+    free = await sites.create_site(
+        db, account.id, name="x", domains=["example.com"], tier=Tier.BANNER_FREE, allowance=10
+    )  # the session is the visitor
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    key = session_key(free.id, "tab-1", now.date())
+    await db.execute("SELECT topup_create_partitions($1, $1)", now.date())
+    await db.execute(
+        """INSERT INTO visit_hours (site_id, hour, session_id, visitor, pageviews, events,
+                                    first_ts, last_ts, exit_ts, exit_page, continued)
+           VALUES ($1, $2, $3, $3, 1, 1, $2, $2, $2, '/earlier', false)""",
+        free.id, hour, key,
+    )  # fmt: skip
+    body = delivery_body([[event(free.id, "https://example.com/now", session="tab-1", at=now)]])
+    assert (await deliver(process, body)).status_code == 200
+    row = await db.fetchrow(
+        "SELECT pageviews, events, exit_page FROM visit_hours WHERE site_id = $1", free.id
+    )
+    assert dict(row) == {"pageviews": 2, "events": 2, "exit_page": "/now"}
+    assert await usage(db, free.id) == {"accepted": 1}

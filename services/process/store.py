@@ -224,37 +224,41 @@ async def _rate_limit(
     """Keep each visitor's events up to the site's hourly limit; the rest are rate limited."""
     keys = [(e.site_id, visitor_key(e), utc_hour(e)) for e, _ in rows]
     added: Counter[tuple[uuid.UUID, int, datetime]] = Counter(keys)
-    found = await conn.fetch(
-        """SELECT c.site_id, c.visitor, c.hour, c.events FROM visitor_counters c
-           JOIN unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS k(site_id, visitor, hour)
-             ON c.site_id = k.site_id AND c.visitor = k.visitor AND c.hour = k.hour""",
-        [k[0] for k in added],
-        [k[1] for k in added],
-        [k[2] for k in added],
+    # Count them all in at once; the counts come back, so the usual case (nobody past the
+    # limit) takes this one statement.
+    totals = await upsert(
+        conn,
+        """INSERT INTO visitor_counters AS c (site_id, visitor, hour, events)
+           SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
+           ON CONFLICT (site_id, visitor, hour) DO UPDATE SET events = c.events + EXCLUDED.events
+           RETURNING site_id, visitor, hour, events""",
+        {key: (n,) for key, n in added.items()},
     )
-    counts: Counter[tuple[uuid.UUID, int, datetime]] = Counter(
-        {(r["site_id"], r["visitor"], r["hour"]): r["events"] for r in found}
-    )
-    kept: list[Pending] = rows
+    earlier: dict[tuple[uuid.UUID, int, datetime], int] = {}  # of the visitors now past it
+    for r in totals:
+        key = (r["site_id"], r["visitor"], r["hour"])
+        if r["events"] > limits[key[0]]:
+            earlier[key] = r["events"] - added[key]
+    if not earlier:
+        return rows, []
+    kept: list[Pending] = []
     limited: list[EventRow] = []
-    if any(counts[key] + n > limits[key[0]] for key, n in added.items()):
-        added.clear()
-        kept = []
-        for key, (event, work) in zip(keys, rows, strict=True):  # in time order: the latest go
-            if counts[key] < limits[event.site_id]:
-                counts[key] += 1
-                added[key] += 1
-                kept.append((event, work))
-            else:
-                limited.append(event)
+    cut: Counter[tuple[uuid.UUID, int, datetime]] = Counter()
+    for key, (event, work) in zip(keys, rows, strict=True):  # in time order: the latest go
+        if key not in earlier or earlier[key] < limits[event.site_id]:
+            earlier[key] = earlier.get(key, 0) + 1
+            kept.append((event, work))
+        else:
+            cut[key] += 1
+            limited.append(event)
     await _add_counts(
         conn,
-        """INSERT INTO visitor_counters (site_id, visitor, hour, events)
-           SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
-           ON CONFLICT (site_id, visitor, hour)
-           DO UPDATE SET events = visitor_counters.events + EXCLUDED.events""",
-        added,
-    )
+        """UPDATE visitor_counters c SET events = c.events - k.n
+           FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
+               AS k(site_id, visitor, hour, n)
+           WHERE c.site_id = k.site_id AND c.visitor = k.visitor AND c.hour = k.hour""",
+        cut,
+    )  # only the events kept stay counted
     return kept, limited
 
 
@@ -429,7 +433,8 @@ async def _write(
             [as_tuple(i) for i in initials],
             careful=careful,
         )
-        await visit_hours.add(conn, hours)
+        begun = None if careful else {(i.site_id, i.session_id) for i in initials}
+        await visit_hours.add(conn, hours, begun)
         usage.update((e.site_id, e.ts.date(), ACCEPTED) for e, _ in stored)
         await _add_usage(conn, usage)
         dropped = len(drops) + len(limited) + len(refused)

@@ -60,10 +60,32 @@ def summarise(events: list[EventRow], began: Began) -> dict[Key, HourSummary]:
     return hours
 
 
-async def add(conn: asyncpg.Connection, hours: dict[Key, HourSummary]) -> None:
+COLUMNS = (
+    "site_id", "hour", "session_id", "visitor", "pageviews", "events", "first_ts", "last_ts",
+    "exit_ts", "exit_page", "continued",
+)  # fmt: skip
+
+
+async def add(
+    conn: asyncpg.Connection,
+    hours: dict[Key, HourSummary],
+    begun: set[tuple[uuid.UUID, int]] | None = None,
+) -> None:
     """Add stored events' hours (`summarise`) to their sessions' hours. Of the exit page already
     stored and the delivery's, the later page view (by instant, then path) wins, whichever
-    came first."""
+    came first.
+
+    `begun`: the sessions that began in this delivery (their initial rows are new), whose hours
+    cannot be stored yet, so they are copied in (a bulk insert costs the server far less than
+    an insert-or-update); a session key names the UTC day it began, so no older row shares it.
+    Should one be stored after all, the COPY fails on the key and the delivery is written again
+    the careful way, without `begun`."""
+    if begun:
+        new = [key + msgspec.structs.astuple(hour) for key, hour in hours.items()
+               if (key[0], key[2]) in begun]  # fmt: skip
+        if new:
+            await conn.copy_records_to_table("visit_hours", records=new, columns=list(COLUMNS))
+        hours = {key: hour for key, hour in hours.items() if (key[0], key[2]) not in begun}
     await upsert(
         conn,
         """INSERT INTO visit_hours AS v (site_id, hour, session_id, visitor, pageviews, events,
