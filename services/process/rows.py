@@ -68,6 +68,26 @@ def _major(version: str | None) -> str | None:
     return None if version is None else version.split(".", 1)[0]
 
 
+# The attributes of `InitialRow` a tier may not keep (DESIGN.md's tier table; `topup.tiers`).
+_BY_TIER = frozenset(
+    {
+        "referrer_source", "channel", "utm_source", "utm_medium", "utm_campaign", "utm_content",
+        "utm_term", "country", "region", "city", "timezone", "device", "browser",
+        "browser_version", "os", "os_version", "device_model", "device_manufacturer",
+    }
+)  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _not_kept(kept: frozenset[str]) -> tuple[int, ...]:
+    """The positions in `InitialRow` of the attributes a site keeping `kept` does not keep."""
+    return tuple(
+        i
+        for i, name in enumerate(InitialRow.__struct_fields__)
+        if name in _BY_TIER and name not in kept
+    )
+
+
 def initial_row(work: Work) -> InitialRow:
     """The session's attributes, each kept only if the site's tier keeps it."""
     assert work.site is not None and work.acquisition is not None and work.agent is not None
@@ -78,47 +98,25 @@ def initial_row(work: Work) -> InitialRow:
         work.location,
         work.utm,
     )
-
-    def keep(name: str, value: Any) -> Any:
-        return value if name in kept else None
-
     full_versions = "full_versions" in kept
-    referrer = acq.full_referrer if "full_referrer" in kept else keep("referrer", acq.referrer)
-    return InitialRow(
-        event_id=work.raw.event_id,
-        site_id=work.site.id,
-        ts=work.raw.received_at,
-        session_id=work.session_id,
-        visitor_id=work.visitor_id,
-        distinct_id=work.distinct_id,
-        hostname=work.hostname,
-        entry_page=work.pathname,
-        referrer=referrer,
-        referrer_source=keep("referrer_source", acq.source),
-        channel=keep("channel", acq.channel),
-        utm_source=keep("utm_source", utm.source),
-        utm_medium=keep("utm_medium", utm.medium),
-        utm_campaign=keep("utm_campaign", utm.campaign),
-        utm_content=keep("utm_content", utm.content),
-        utm_term=keep("utm_term", utm.term),
-        country=keep("country", where.country),
-        region=keep("region", where.region),
-        city=keep("city", where.city),
-        timezone=keep("timezone", where.timezone),
-        device=keep("device", work.device),
-        browser=keep("browser", agent.browser),
-        browser_version=keep(
-            "browser_version",
-            agent.browser_version if full_versions else _major(agent.browser_version),
-        ),
-        os=keep("os", agent.os),
-        os_version=keep(
-            "os_version", agent.os_version if full_versions else _major(agent.os_version)
-        ),
-        screen=work.screen,
-        device_model=keep("device_model", agent.device_model),
-        device_manufacturer=keep("device_manufacturer", agent.device_manufacturer),
-    )
+    if "full_referrer" in kept:
+        referrer = acq.full_referrer
+    else:
+        referrer = acq.referrer if "referrer" in kept else None
+    row: list[Any] = [
+        work.raw.event_id, work.site.id, work.raw.received_at, work.session_id, work.visitor_id,
+        work.distinct_id, work.hostname, work.pathname, referrer, acq.source, acq.channel,
+        utm.source, utm.medium, utm.campaign, utm.content, utm.term,
+        where.country, where.region, where.city, where.timezone, work.device,
+        agent.browser,
+        agent.browser_version if full_versions else _major(agent.browser_version),
+        agent.os,
+        agent.os_version if full_versions else _major(agent.os_version),
+        work.screen, agent.device_model, agent.device_manufacturer,
+    ]  # fmt: skip
+    for position in _not_kept(kept):  # per event: far cheaper than asking per attribute
+        row[position] = None
+    return InitialRow(*row)
 
 
 def visitor_key(event: EventRow) -> int:

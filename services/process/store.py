@@ -216,34 +216,47 @@ async def _copy_insert(
     return {r["event_id"] for r in inserted}
 
 
+VisitorHour = tuple[uuid.UUID, int, datetime]  # what the rate limit counts by: site, visitor, hour
+
+
+def _visitor_hours(rows: list[Pending]) -> list[VisitorHour]:
+    return [(e.site_id, visitor_key(e), utc_hour(e)) for e, _ in rows]
+
+
 async def _rate_limit(
     conn: asyncpg.Connection,
     rows: list[Pending],
+    keys: list[VisitorHour],
     limits: dict[uuid.UUID, int],
 ) -> tuple[list[Pending], list[EventRow]]:
-    """Keep each visitor's events up to the site's hourly limit; the rest are rate limited."""
-    keys = [(e.site_id, visitor_key(e), utc_hour(e)) for e, _ in rows]
-    added: Counter[tuple[uuid.UUID, int, datetime]] = Counter(keys)
-    # Count them all in at once; the counts come back, so the usual case (nobody past the
-    # limit) takes this one statement.
-    totals = await upsert(
+    """Keep each visitor's events up to the site's hourly limit; the rest are rate limited.
+    `keys`: each event's visitor and hour (`_visitor_hours`)."""
+    added: Counter[VisitorHour] = Counter(keys)
+    # Count them all in at once; the counts past the limit come back, so the usual case
+    # (nobody past it) takes this one statement.
+    over = await upsert(
         conn,
-        """INSERT INTO visitor_counters AS c (site_id, visitor, hour, events)
-           SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
-           ON CONFLICT (site_id, visitor, hour) DO UPDATE SET events = c.events + EXCLUDED.events
-           RETURNING site_id, visitor, hour, events""",
+        """WITH counted AS (
+               INSERT INTO visitor_counters AS c (site_id, visitor, hour, events)
+               SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[], $4::int[])
+               ON CONFLICT (site_id, visitor, hour)
+               DO UPDATE SET events = c.events + EXCLUDED.events
+               RETURNING site_id, visitor, hour, events)
+           SELECT c.* FROM counted c JOIN unnest($5::uuid[], $6::int[]) AS l(site_id, most)
+             ON l.site_id = c.site_id WHERE c.events > l.most""",
         {key: (n,) for key, n in added.items()},
+        list(limits),
+        list(limits.values()),
     )
-    earlier: dict[tuple[uuid.UUID, int, datetime], int] = {}  # of the visitors now past it
-    for r in totals:
+    earlier = {}  # the visitors now past the limit: their counts before this delivery
+    for r in over:
         key = (r["site_id"], r["visitor"], r["hour"])
-        if r["events"] > limits[key[0]]:
-            earlier[key] = r["events"] - added[key]
+        earlier[key] = r["events"] - added[key]
     if not earlier:
         return rows, []
     kept: list[Pending] = []
     limited: list[EventRow] = []
-    cut: Counter[tuple[uuid.UUID, int, datetime]] = Counter()
+    cut: Counter[VisitorHour] = Counter()
     for key, (event, work) in zip(keys, rows, strict=True):  # in time order: the latest go
         if key not in earlier or earlier[key] < limits[event.site_id]:
             earlier[key] = earlier.get(key, 0) + 1
@@ -400,9 +413,10 @@ async def _write(
             await lock_sites(conn, site_ids)
             existing = await _existing_sessions(conn, kept)
             rows = _sessions(kept, existing)
-            await rollups.forget(conn, *_changed_days(kept, existing))
+            forget = rollups.forget(conn, *_changed_days(kept, existing))
+            keys = await _meanwhile(forget, lambda: _visitor_hours(rows))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
-            rows, limited = await _rate_limit(conn, rows, limits)
+            rows, limited = await _rate_limit(conn, rows, keys, limits)
             usage.update((e.site_id, e.ts.date(), DropReason.RATE_LIMITED.value) for e in limited)
         if careful:
             inserted = await _copy_insert(
@@ -426,7 +440,7 @@ async def _write(
             )
             initials, hours = await _meanwhile(copy, lambda: _session_rows(stored, existing))
         usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
-        await _copy_insert(
+        copy_initials = _copy_insert(
             conn,
             "initial_events",
             INITIAL_COLUMNS,
@@ -434,7 +448,8 @@ async def _write(
             careful=careful,
         )
         begun = None if careful else {(i.site_id, i.session_id) for i in initials}
-        await visit_hours.add(conn, hours, begun)
+        hours_rows = await _meanwhile(copy_initials, lambda: visit_hours.rows(hours, begun))
+        await visit_hours.add(conn, hours_rows)
         usage.update((e.site_id, e.ts.date(), ACCEPTED) for e, _ in stored)
         await _add_usage(conn, usage)
         dropped = len(drops) + len(limited) + len(refused)

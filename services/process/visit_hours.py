@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -66,26 +67,35 @@ COLUMNS = (
 )  # fmt: skip
 
 
-async def add(
-    conn: asyncpg.Connection,
-    hours: dict[Key, HourSummary],
-    begun: set[tuple[uuid.UUID, int]] | None = None,
-) -> None:
-    """Add stored events' hours (`summarise`) to their sessions' hours. Of the exit page already
-    stored and the delivery's, the later page view (by instant, then path) wins, whichever
-    came first.
+class Rows(msgspec.Struct):
+    """A delivery's hours as they are written: the new sessions' rows (COPY), and the rest's
+    additions (insert-or-update), keyed by the primary key."""
 
-    `begun`: the sessions that began in this delivery (their initial rows are new), whose hours
-    cannot be stored yet, so they are copied in (a bulk insert costs the server far less than
-    an insert-or-update); a session key names the UTC day it began, so no older row shares it.
-    Should one be stored after all, the COPY fails on the key and the delivery is written again
-    the careful way, without `begun`."""
-    if begun:
-        new = [key + msgspec.structs.astuple(hour) for key, hour in hours.items()
-               if (key[0], key[2]) in begun]  # fmt: skip
-        if new:
-            await conn.copy_records_to_table("visit_hours", records=new, columns=list(COLUMNS))
-        hours = {key: hour for key, hour in hours.items() if (key[0], key[2]) not in begun}
+    new: list[tuple[Any, ...]]
+    added: dict[Key, tuple[Any, ...]]
+
+
+def rows(hours: dict[Key, HourSummary], begun: set[tuple[uuid.UUID, int]] | None) -> Rows:
+    """`begun`: the sessions that began in this delivery (their initial rows are new), whose
+    hours cannot be stored yet, so they are copied in (a bulk insert costs the server far less
+    than an insert-or-update); a session key names the UTC day it began, so no older row shares
+    it. Should one be stored after all, the COPY fails on the key and the delivery is written
+    again the careful way, without `begun`."""
+    out = Rows([], {})
+    for key, hour in hours.items():
+        values = msgspec.structs.astuple(hour)
+        if begun is not None and (key[0], key[2]) in begun:
+            out.new.append(key + values)
+        else:
+            out.added[key] = values
+    return out
+
+
+async def add(conn: asyncpg.Connection, rows: Rows) -> None:
+    """Add a delivery's hours to their sessions' hours. Of the exit page already stored and the
+    delivery's, the later page view (by instant, then path) wins, whichever came first."""
+    if rows.new:
+        await conn.copy_records_to_table("visit_hours", records=rows.new, columns=list(COLUMNS))
     await upsert(
         conn,
         """INSERT INTO visit_hours AS v (site_id, hour, session_id, visitor, pageviews, events,
@@ -103,5 +113,5 @@ async def add(
                    FROM (VALUES (v.exit_ts, v.exit_page), (EXCLUDED.exit_ts, EXCLUDED.exit_page))
                        AS x(ts, page)
                    ORDER BY x.ts DESC NULLS LAST, x.page DESC LIMIT 1)""",
-        {key: msgspec.structs.astuple(hour) for key, hour in hours.items()},
+        rows.added,
     )
