@@ -193,3 +193,14 @@ async def test_maintain_compacts_the_local_archive(db, tmp_path):
     # yesterday and the day before (the retried delivery's), in both tables; today stays open
     assert report.archive.days_compacted == 2 * 2
     assert (await maintain(db, retention_days=35, today=TODAY.date())).archive is None
+
+
+async def test_concurrent_deliveries_append_to_the_local_archive_in_turn(tmp_path):
+    """`topup dev` handles deliveries concurrently; pyiceberg's tables are not safe to append to
+    from two threads at once (a lost snapshot, or an error that fails the delivery)."""
+    archive = LocalArchive(tmp_path / "warehouse")
+    await archive.start()
+    batches = [rows(0, batch) for batch in range(8)]
+    await asyncio.gather(*(archive.write(*batch) for batch in batches))
+    expected = sorted(str(e.event_id) for events, _ in batches for e in events)
+    assert sorted(event_ids(tmp_path / "warehouse")) == expected

@@ -90,6 +90,10 @@ class IcebergArchive(abc.ABC):
 
     def __init__(self) -> None:
         self.tables: dict[str, Any] = {}
+        # A pyiceberg table is not safe to append to from two threads: one process's
+        # deliveries (concurrent under `topup dev`) take turns; other processes' commits are
+        # found and retried on (below).
+        self._turn = asyncio.Lock()
 
     @abc.abstractmethod
     async def start(self) -> None: ...
@@ -99,7 +103,8 @@ class IcebergArchive(abc.ABC):
 
     async def write(self, events: list[EventRow], initials: list[InitialRow]) -> None:
         try:
-            await asyncio.to_thread(self._append, events, initials)
+            async with self._turn:
+                await asyncio.to_thread(self._append, events, initials)
         except Exception as exc:
             raise ArchiveUnavailableError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
 
