@@ -397,6 +397,13 @@ async def test_python_work_beside_a_running_statement_leaves_the_connection_usab
     """The events' COPY runs while process works out the session rows (`_meanwhile`)."""
     assert await _meanwhile(db.execute("SELECT pg_sleep(0.05)"), lambda: 42) == 42
 
+    def in_steps():  # work that lets the event loop run between its steps
+        yield
+        yield
+        return 43
+
+    assert await _meanwhile(db.execute("SELECT pg_sleep(0.05)"), in_steps()) == 43
+
     def fail() -> int:
         raise ValueError("a bug in the work")
 

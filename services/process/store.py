@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from datetime import UTC, date, datetime
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -61,6 +61,7 @@ from topup.site_lock import lock_sites
 NIL_SITE = uuid.UUID(int=0)  # where drops of events without a known site are counted
 SESSION_LOOKBACK_DAYS = 1
 T = TypeVar("T")
+PAUSE_EVERY = 500  # events between the points where `_meanwhile` lets the event loop run
 
 Drop = tuple[uuid.UUID | None, date, DropReason]
 Pending = tuple[EventRow, Work | None]  # an event's row, and its work if its session is new
@@ -344,25 +345,50 @@ async def _grant(
 
 def _session_rows(
     stored: list[Pending], existing: dict[tuple[uuid.UUID, int], Session]
-) -> tuple[list[InitialRow], dict[visit_hours.Key, visit_hours.HourSummary]]:
-    """The new sessions' initial rows, and the stored events' additions to their hours."""
+) -> Generator[None, None, tuple[list[InitialRow], dict[visit_hours.Key, visit_hours.HourSummary]]]:
+    """The new sessions' initial rows, and the stored events' additions to their hours; it
+    pauses now and then (`_meanwhile`)."""
     initials = _beginnings(stored)
+    yield
     began = {key: session.began for key, session in existing.items()} | {
         (i.site_id, i.session_id): i.ts.astimezone(UTC).date() for i in initials
     }
-    return initials, visit_hours.summarise([e for e, _ in stored], began)
+    hours: dict[visit_hours.Key, visit_hours.HourSummary] = {}
+    for start in range(0, len(stored), PAUSE_EVERY):
+        yield
+        visit_hours.summarise([e for e, _ in stored[start : start + PAUSE_EVERY]], began, hours)
+    return initials, hours
 
 
-async def _meanwhile(statement: Awaitable[object], work: Callable[[], T]) -> T:
+async def _meanwhile(
+    statement: Awaitable[object], work: Callable[[], T] | Generator[None, None, T]
+) -> T:
     """Do `work` in Python while the database runs `statement` (sent first): the server's time
-    and process's overlap instead of adding up. `statement` has finished when this returns."""
+    and process's overlap instead of adding up. Where `work` yields, the event loop runs: it
+    sends what the socket would not take at once of a long statement (a COPY's rows), so the
+    server is not left waiting. `statement` has finished when this returns."""
     running = asyncio.ensure_future(statement)
-    await asyncio.sleep(0)  # it sends the statement (a COPY: all its rows) and waits for the end
     try:
-        done = work()
+        await asyncio.sleep(0)  # it sends the statement and waits for the server's answer
+        if not isinstance(work, Generator):
+            return work()
+        while True:
+            try:
+                next(work)
+            except StopIteration as finished:
+                return finished.value
+            await asyncio.sleep(0)
     finally:
         await running  # the connection is free again, and its error (if any) is raised
-    return done
+
+
+def _through(work: Generator[None, None, T]) -> T:
+    """`work` done without pausing."""
+    while True:
+        try:
+            next(work)
+        except StopIteration as finished:
+            return finished.value
 
 
 async def write_delivery(
@@ -430,7 +456,7 @@ async def _write(
                     "DELETE FROM events WHERE event_id = ANY($1::uuid[])",
                     [e.event_id for e in refused],
                 )
-            initials, hours = _session_rows(stored, existing)
+            initials, hours = _through(_session_rows(stored, existing))
         else:
             # Event ids are fresh: all will be stored (else UniqueViolationError, and careful),
             # so the allowance is granted first and the events beyond it are never copied.
@@ -438,7 +464,7 @@ async def _write(
             copy = conn.copy_records_to_table(
                 "events", records=[as_tuple(e) for e, _ in stored], columns=list(EVENT_COLUMNS)
             )
-            initials, hours = await _meanwhile(copy, lambda: _session_rows(stored, existing))
+            initials, hours = await _meanwhile(copy, _session_rows(stored, existing))
         usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
         copy_initials = _copy_insert(
             conn,

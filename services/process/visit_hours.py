@@ -46,10 +46,13 @@ class HourSummary(msgspec.Struct):
                 self.exit_ts, self.exit_page = event.ts, event.pathname
 
 
-def summarise(events: list[EventRow], began: Began) -> dict[Key, HourSummary]:
-    """Stored events by their sessions' hours. A session without an initial row counts as
-    begun in the hour's day, as in the rebuild."""
-    hours: dict[Key, HourSummary] = {}
+def summarise(
+    events: list[EventRow], began: Began, hours: dict[Key, HourSummary] | None = None
+) -> dict[Key, HourSummary]:
+    """Stored events by their sessions' hours (added to `hours`, which may hold earlier events
+    of the same delivery). A session without an initial row counts as begun in the hour's day,
+    as in the rebuild."""
+    hours = {} if hours is None else hours
     for event in events:
         hour = utc_hour(event)
         key = (event.site_id, hour, event.session_id, visitor_key(event))
