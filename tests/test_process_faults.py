@@ -2,6 +2,7 @@
 reconciliation: every accepted event stored once, nothing doubled, usage counted once. And what
 the query API answers while the database is away."""
 
+import asyncio
 import json
 
 import msgspec
@@ -156,10 +157,18 @@ def _start_process(port, database_url, data_dir):
     raise AssertionError("process did not start")
 
 
+async def _in_its_transaction(db) -> None:
+    """Until a delivery holds its site's lock: its transaction is open, its commit to come."""
+    for _ in range(6000):
+        if await db.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the delivery's transaction never began")
+
+
 async def test_process_killed_mid_delivery_then_restarted_stores_everything_once(
     database_url, db, tmp_path
 ):
-    import asyncio
     import signal
 
     import httpx
@@ -187,7 +196,7 @@ async def test_process_killed_mid_delivery_then_restarted_stores_everything_once
     server = _start_process(port, database_url, tmp_path)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         attempt = asyncio.create_task(deliver(client, big))
-        await asyncio.sleep(0.3)
+        await _in_its_transaction(db)
         server.send_signal(signal.SIGKILL)  # mid-delivery: no answer, the transaction dies with it
         server.wait()
         with pytest.raises(httpx.HTTPError):

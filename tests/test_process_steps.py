@@ -248,3 +248,14 @@ def test_geo_from_the_operators_maxmind_database(tmp_path):
     finally:
         geo._maxmind = None  # back to the bundled country data for the other tests
         geo._lookup.cache_clear()
+
+
+def test_warm_up_compiles_the_crawler_pattern_before_the_first_delivery(monkeypatch):
+    """Its ~30 ms belong in the function's start-up, not in the first delivery."""
+    from crawlerdetect import crawlerdetect
+
+    monkeypatch.setattr(user_agents, "_parser", None)
+    monkeypatch.setattr(user_agents, "_crawlers", crawlerdetect.CrawlerDetect())
+    crawlerdetect.get_compiled_crawler_regex.cache_clear()
+    user_agents.warm_up()
+    assert crawlerdetect.get_compiled_crawler_regex.cache_info().currsize == 1

@@ -33,13 +33,21 @@ class Agent(msgspec.Struct, frozen=True):
     device_manufacturer: str | None = None
 
 
+_A_BROWSER = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+
+
 def warm_up() -> None:
     """Load the parser's patterns (~0.2 s): at start-up, not on the first request."""
     global _parser
     if _parser is None:
         _parser = ua_parser.Parser(regex.Resolver(ua_parser.load_builtins()))
         _parser.parse("Mozilla/5.0")
-        _crawlers.isCrawler("Mozilla/5.0")
+        # A browser's string: "Mozilla/5.0" alone is cut away by the exclusions before the
+        # crawler pattern (compiled on first use, ~30 ms) is reached.
+        _crawlers.isCrawler(_A_BROWSER)
 
 
 def _version(*parts: str | None) -> str | None:

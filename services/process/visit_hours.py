@@ -20,30 +20,13 @@ Began = dict[tuple[uuid.UUID, int], date]  # (site, session) → the UTC day of 
 
 
 class HourSummary(msgspec.Struct):
-    pageviews: int = 0
-    events: int = 0
-    first_ts: datetime | None = None
-    last_ts: datetime | None = None
-    exit_ts: datetime | None = None
-    exit_page: str | None = None
-    continued: bool = False  # the session began on an earlier UTC day than this hour
-
-    def add(self, event: EventRow) -> None:
-        self.events += 1
-        self.first_ts = event.ts if self.first_ts is None else min(self.first_ts, event.ts)
-        self.last_ts = event.ts if self.last_ts is None else max(self.last_ts, event.ts)
-        if event.name == "pageview":
-            self.pageviews += 1
-            if (
-                self.exit_ts is None
-                or self.exit_page is None
-                or (event.ts, event.pathname)
-                > (
-                    self.exit_ts,
-                    self.exit_page,
-                )
-            ):
-                self.exit_ts, self.exit_page = event.ts, event.pathname
+    pageviews: int
+    events: int
+    first_ts: datetime
+    last_ts: datetime
+    exit_ts: datetime | None
+    exit_page: str | None
+    continued: bool  # the session began on an earlier UTC day than this hour
 
 
 def summarise(
@@ -51,16 +34,26 @@ def summarise(
 ) -> dict[Key, HourSummary]:
     """Stored events by their sessions' hours (added to `hours`, which may hold earlier events
     of the same delivery). A session without an initial row counts as begun in the hour's day,
-    as in the rebuild."""
+    as in the rebuild. The exit page is the last page view, by instant, then path."""
     hours = {} if hours is None else hours
-    for event in events:
+    for event in events:  # per event: what follows is written for speed
+        ts, page = event.ts, event.pathname
         hour = utc_hour(event)
         key = (event.site_id, hour, event.session_id, visitor_key(event))
         summary = hours.get(key)
         if summary is None:
             day = began.get((event.site_id, event.session_id))
-            summary = hours[key] = HourSummary(continued=day is not None and day < hour.date())
-        summary.add(event)
+            continued = day is not None and day < hour.date()
+            summary = hours[key] = HourSummary(0, 0, ts, ts, None, None, continued)
+        summary.events += 1
+        if ts < summary.first_ts:
+            summary.first_ts = ts
+        elif ts > summary.last_ts:
+            summary.last_ts = ts
+        if event.name == "pageview":
+            summary.pageviews += 1
+            if summary.exit_ts is None or (ts, page) > (summary.exit_ts, summary.exit_page):
+                summary.exit_ts, summary.exit_page = ts, page
     return hours
 
 
