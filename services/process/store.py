@@ -65,6 +65,7 @@ PAUSE_EVERY = 500  # events between the points where `_meanwhile` lets the event
 
 Drop = tuple[uuid.UUID | None, date, DropReason]
 Pending = tuple[EventRow, Work | None]  # an event's row, and its work if its session is new
+Hours = dict[visit_hours.Key, visit_hours.HourSummary]  # a delivery's additions to visit_hours
 
 
 class Written(msgspec.Struct):
@@ -183,26 +184,23 @@ def _beginnings(stored: list[Pending]) -> list[InitialRow]:
     return initials
 
 
-async def _copy_insert(
-    conn: asyncpg.Connection,
-    table: str,
-    columns: tuple[str, ...],
-    rows: list[tuple],
-    *,
-    careful: bool,
-) -> set[uuid.UUID]:
-    """Store the rows not stored yet; return their ids.
+async def _copy(
+    conn: asyncpg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]
+) -> None:
+    """COPY rows straight into the table. Event ids are fresh UUIDv7s, so almost always none is
+    stored yet; when one is (an overlapping redelivery), the COPY fails on the primary key, the
+    delivery's transaction is rolled back, and `write_delivery` runs again `careful`."""
+    if rows:
+        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
-    Event ids are fresh UUIDv7s, so almost always none is stored yet and one COPY straight into
-    the table does it. When one is (an overlapping redelivery), that COPY fails on the primary
-    key, the delivery's transaction is rolled back, and `write_delivery` runs again `careful`:
-    COPY into a staging table, then INSERT … ON CONFLICT DO NOTHING.
-    """
+
+async def _insert_new(
+    conn: asyncpg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]
+) -> set[uuid.UUID]:
+    """The careful way: store the rows not stored yet (COPY into a staging table, then INSERT …
+    ON CONFLICT DO NOTHING); their ids."""
     if not rows:
         return set()
-    if not careful:
-        await conn.copy_records_to_table(table, records=rows, columns=list(columns))
-        return {row[0] for row in rows}
     stage = f"stage_{table}"
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
@@ -345,7 +343,7 @@ async def _grant(
 
 def _session_rows(
     stored: list[Pending], existing: dict[tuple[uuid.UUID, int], Session]
-) -> Generator[None, None, tuple[list[InitialRow], dict[visit_hours.Key, visit_hours.HourSummary]]]:
+) -> Generator[None, None, tuple[list[InitialRow], Hours]]:
     """The new sessions' initial rows, and the stored events' additions to their hours; it
     pauses now and then (`_meanwhile`)."""
     initials = _beginnings(stored)
@@ -353,7 +351,7 @@ def _session_rows(
     began = {key: session.began for key, session in existing.items()} | {
         (i.site_id, i.session_id): i.ts.astimezone(UTC).date() for i in initials
     }
-    hours: dict[visit_hours.Key, visit_hours.HourSummary] = {}
+    hours: Hours = {}
     for start in range(0, len(stored), PAUSE_EVERY):
         yield
         visit_hours.summarise([e for e, _ in stored[start : start + PAUSE_EVERY]], began, hours)
@@ -389,6 +387,29 @@ def _through(work: Generator[None, None, T]) -> T:
             next(work)
         except StopIteration as finished:
             return finished.value
+
+
+async def _store_events(
+    conn: asyncpg.Connection,
+    rows: list[Pending],
+    existing: dict[tuple[uuid.UUID, int], Session],
+    careful: bool,
+) -> tuple[list[Pending], list[EventRow], list[InitialRow], Hours]:
+    """Store the events the allowance covers: those stored and those refused, with the new
+    sessions' initial rows and the stored events' session hours."""
+    if careful:
+        inserted = await _insert_new(conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows])
+        stored, refused = await _grant(conn, [(e, w) for e, w in rows if e.event_id in inserted])
+        if refused:
+            await conn.execute(
+                "DELETE FROM events WHERE event_id = ANY($1::uuid[])", [e.event_id for e in refused]
+            )
+        return stored, refused, *_through(_session_rows(stored, existing))
+    # Event ids are fresh: all will be stored (else UniqueViolationError, and careful), so the
+    # allowance is granted first and the events beyond it are never copied.
+    stored, refused = await _grant(conn, rows)
+    copy = _copy(conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in stored])
+    return stored, refused, *await _meanwhile(copy, _session_rows(stored, existing))
 
 
 async def write_delivery(
@@ -444,34 +465,11 @@ async def _write(
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
             rows, limited = await _rate_limit(conn, rows, keys, limits)
             usage.update((e.site_id, e.ts.date(), DropReason.RATE_LIMITED.value) for e in limited)
-        if careful:
-            inserted = await _copy_insert(
-                conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows], careful=True
-            )
-            stored, refused = await _grant(
-                conn, [(e, w) for e, w in rows if e.event_id in inserted]
-            )
-            if refused:
-                await conn.execute(
-                    "DELETE FROM events WHERE event_id = ANY($1::uuid[])",
-                    [e.event_id for e in refused],
-                )
-            initials, hours = _through(_session_rows(stored, existing))
-        else:
-            # Event ids are fresh: all will be stored (else UniqueViolationError, and careful),
-            # so the allowance is granted first and the events beyond it are never copied.
-            stored, refused = await _grant(conn, rows)
-            copy = conn.copy_records_to_table(
-                "events", records=[as_tuple(e) for e, _ in stored], columns=list(EVENT_COLUMNS)
-            )
-            initials, hours = await _meanwhile(copy, _session_rows(stored, existing))
+        stored, refused, initials, hours = await _store_events(conn, rows, existing, careful)
         usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
-        copy_initials = _copy_insert(
-            conn,
-            "initial_events",
-            INITIAL_COLUMNS,
-            [as_tuple(i) for i in initials],
-            careful=careful,
+        initial_rows = [as_tuple(i) for i in initials]
+        copy_initials = (_insert_new if careful else _copy)(
+            conn, "initial_events", INITIAL_COLUMNS, initial_rows
         )
         begun = None if careful else {(i.site_id, i.session_id) for i in initials}
         hours_rows = await _meanwhile(copy_initials, lambda: visit_hours.rows(hours, begun))
