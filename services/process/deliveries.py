@@ -27,6 +27,7 @@ from topup.wire import (
     IngestedEvent,
     UndecodableError,
     decode_event,
+    decode_record,
     decode_untrusted,
 )
 
@@ -36,7 +37,6 @@ tracer = trace.get_tracer("topup.process")
 MAX_DECOMPRESSED_BYTES = 128 * 1024 * 1024  # Firehose buffers at most 64 MiB per delivery
 CLOCK_SKEW = timedelta(hours=1)  # ingest's clock may run this far ahead of process's
 _delivery_decoder = msgspec.json.Decoder(DeliveryRequest)
-_lines_decoder = msgspec.json.Decoder(IngestedEvent)
 
 
 class BadDeliveryError(ValueError):
@@ -113,9 +113,9 @@ def decode_events(
     now = datetime.now(UTC)
     earliest, latest = now - max_age, now + CLOCK_SKEW
     for record in delivery.records:
-        try:  # all of a record's lines at once, the usual case
-            decoded = _lines_decoder.decode_lines(record.data)
-        except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        try:
+            decoded = decode_record(record.data)
+        except UndecodableError:
             decoded = []
             for line in record.data.splitlines():  # to tell the malformed lines from the rest
                 if not line.strip():

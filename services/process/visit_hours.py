@@ -94,8 +94,7 @@ async def add(conn: asyncpg.Connection, rows: Rows) -> None:
         await conn.copy_records_to_table("visit_hours", records=rows.new, columns=list(COLUMNS))
     await upsert(
         conn,
-        """INSERT INTO visit_hours AS v (site_id, hour, session_id, visitor, pageviews, events,
-                                          first_ts, last_ts, exit_ts, exit_page, continued)
+        f"""INSERT INTO visit_hours AS v ({", ".join(COLUMNS)})
            SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[],
                                 $5::int[], $6::int[], $7::timestamptz[], $8::timestamptz[],
                                 $9::timestamptz[], $10::text[], $11::boolean[])

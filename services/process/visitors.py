@@ -18,7 +18,9 @@ from functools import lru_cache
 import asyncpg
 
 
-def _int64(digest: bytes) -> int:
+def _keyed_hash(key: bytes, data: bytes) -> int:
+    """BLAKE2b of `data` keyed with `key`, cut to a signed 64-bit integer."""
+    digest = hashlib.blake2b(data, digest_size=8, key=key).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
@@ -26,7 +28,7 @@ def session_key(site_id: uuid.UUID, client_session: str, began: date | None = No
     """The stored key of a session: the client's id (or ours) hashed with the site and, for a
     tab's id, the UTC day the session began."""
     data = client_session if began is None else f"{client_session}\x00{began.isoformat()}"
-    return _int64(hashlib.blake2b(data.encode(), digest_size=8, key=site_id.bytes).digest())
+    return _keyed_hash(site_id.bytes, data.encode())
 
 
 def tab_session_keys(site_id: uuid.UUID, tab: str, day: date) -> tuple[int, int]:
@@ -34,10 +36,7 @@ def tab_session_keys(site_id: uuid.UUID, tab: str, day: date) -> tuple[int, int]
     process's hot path: once per tab and delivery)."""
     key, prefix = site_id.bytes, tab.encode() + b"\x00"
     today, yesterday = _iso_days(day)
-    return (
-        _int64(hashlib.blake2b(prefix + today, digest_size=8, key=key).digest()),
-        _int64(hashlib.blake2b(prefix + yesterday, digest_size=8, key=key).digest()),
-    )
+    return _keyed_hash(key, prefix + today), _keyed_hash(key, prefix + yesterday)
 
 
 @lru_cache(maxsize=16)
@@ -47,7 +46,7 @@ def _iso_days(day: date) -> tuple[bytes, bytes]:
 
 def visitor_hash(salt: bytes, site_id: uuid.UUID, ip: str, user_agent: str) -> int:
     data = site_id.bytes + b"\x00" + ip.encode() + b"\x00" + user_agent.encode()
-    return _int64(hashlib.blake2b(data, digest_size=8, key=salt[:64]).digest())
+    return _keyed_hash(salt[:64], data)
 
 
 class Salts:

@@ -35,6 +35,7 @@ import asyncpg
 from topup.local_days import EVENT_VALUE_ROWS
 from topup.site_lock import lock_sites
 from topup.tiers import Tier
+from topup.utc import quarter_of
 from topup.visit_days import ATTRIBUTES, midnight
 
 # A delivery arrives up to Firehose's buffer interval (at most 900 s) after its events: counts
@@ -42,7 +43,6 @@ from topup.visit_days import ATTRIBUTES, midnight
 MARGIN = timedelta(minutes=20)
 # How far behind its possible end a count may fall before process counts on.
 STALE_AFTER = timedelta(minutes=15)
-_QUARTER = timedelta(minutes=15)
 _DAY = timedelta(days=1)
 
 # The visitor each tier counts, of a row of `events` or `initial_events` aliased `{t}`
@@ -129,9 +129,7 @@ _ADD_EVENT_VALUES = {tier: _add_event_values(tier) for tier in MEMBER}
 def open_upto(day: date, now: datetime) -> datetime:
     """Up to when a build at `now` counts day `day`: the quarter hour `MARGIN` before (a late
     event is found by its quarter hour), at most the day's end."""
-    before = now - MARGIN
-    quarter = before - (before - midnight(before.date())) % _QUARTER
-    return max(midnight(day), min(quarter, midnight(day + _DAY)))
+    return max(midnight(day), min(quarter_of(now - MARGIN), midnight(day + _DAY)))
 
 
 async def build_open_day(

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
-from functools import lru_cache
+from datetime import date, datetime
 
 import asyncpg
 
 from topup import local_days, visit_days
+from topup.utc import hour_of, quarter_of
 
 VISIT_TABLES = ("visit_days", "visit_day_values")  # per UTC day the sessions began
 LOCAL_TABLES = ("local_days", "local_day_values")  # per day in the row's zone
@@ -60,17 +60,7 @@ def touched_instants(
     multiple of 15 minutes, so they hold the local dates of the events in every zone, and the
     open days are counted up to a quarter hour. Per delivery they are a handful, however many
     its events (per event this is on process's hot path)."""
-    out = set()
-    for site, t in events:
-        utc = t if t.tzinfo is UTC else t.astimezone(UTC)
-        out.add((site, _quarter(utc.date(), utc.hour, utc.minute // 15)))
-    return out
-
-
-@lru_cache(maxsize=1024)
-def _quarter(day: date, hour: int, quarter: int) -> datetime:
-    # Few per delivery, so each is made once (`replace` would cost ~0.7 µs an event).
-    return datetime(day.year, day.month, day.day, hour, 15 * quarter, tzinfo=UTC)
+    return {(site, quarter_of(t)) for site, t in events}
 
 
 async def forget(
@@ -87,7 +77,7 @@ async def forget(
     if not quarters:
         return
     # The local days: the quarters and their hours (the `visit_hours` rows the events change).
-    touched = sorted(quarters | {(site, q.replace(minute=0)) for site, q in quarters})
+    touched = sorted(quarters | {(site, hour_of(q)) for site, q in quarters})
     instants = [instant for _, instant in touched]
     earliest: dict[tuple[uuid.UUID, date], datetime] = {}
     for site, quarter in sorted(quarters):

@@ -100,6 +100,10 @@ def decode_event(line: bytes) -> IngestedEvent:
 
 def decode_record(data: bytes) -> list[IngestedEvent]:
     """The events of one buffer record; raises `UndecodableError` on a malformed line."""
+    try:  # all lines at once, the usual case (on process's hot path)
+        return _record_decoder.decode_lines(data)
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        pass  # line by line, for the message naming what is wrong
     return [decode_event(line) for line in data.splitlines() if line.strip()]
 
 
