@@ -21,7 +21,7 @@ from process import geo, user_agents
 from process.deliveries import Processor, read_delivery
 from process.site_directory import SiteDirectory
 from process.visitors import Salts
-from topup import accounts, sites
+from topup import accounts, heap, sites
 from topup.archive_layout import EVENT_COLUMNS, INITIAL_COLUMNS
 from topup.database import connect, create_pool, migrate
 from topup.ids import new_id
@@ -93,6 +93,7 @@ async def run(database_url: str, full: bool) -> dict[str, Any]:
     processor = Processor(pool, NullArchive(), SiteDirectory(), Salts())
     user_agents.warm_up()  # as the app's start-up does
     geo.warm_up()
+    heap.settle()  # as a Lambda container (and `topup dev`) does once started
     await processor.handle(read_delivery(batches[0], None))  # warms agents, partitions, salts
     accepted = 0
     async with Meter(conn) as ours_on_postgres:

@@ -9,18 +9,22 @@ import sys
 from pathlib import Path
 
 from tests.test_firehose_sink import make_stream, objects_in
+from topup.heap import YOUNG_COLLECTION_EVERY
 
 EVENTS = Path(__file__).parent / "lambda_events"
 
 INVOKE = """
-import json, sys, time
+import gc, json, sys, time
 from {module} import handler
+frozen_at_import = gc.get_freeze_count()
 answers = []
 for line in sys.stdin:
     answers.append(handler(json.loads(line), None))
     time.sleep({pause_s})  # the container frozen between invocations: its event loop stands still
 handler.shutdown()
-print(json.dumps({{"answers": answers, "lifespans": handler.started}}))
+heap = {{"frozen_at_import": frozen_at_import, "frozen": gc.get_freeze_count(),
+        "young_threshold": gc.get_threshold()[0]}}
+print(json.dumps({{"answers": answers, "lifespans": handler.started, "heap": heap}}))
 """
 
 
@@ -122,6 +126,12 @@ async def test_process_handler_takes_a_firehose_delivery_through_a_function_url(
     assert again["statusCode"] == 200
     assert result["lifespans"] == 1
     assert await db.fetchval("SELECT count(*) FROM events") == 2
+    # What start-up made (parser patterns, GeoIP tables, the pool) is frozen once it is done,
+    # out of the collector's sight (topup/heap.py): not at import, but after the first start.
+    heap_state = result["heap"]
+    assert heap_state["frozen_at_import"] == 0
+    assert heap_state["frozen"] > 100_000, heap_state
+    assert heap_state["young_threshold"] == YOUNG_COLLECTION_EVERY
 
 
 async def test_process_handler_outlives_the_database_ending_its_idle_session(

@@ -3,7 +3,8 @@
 Mangum 0.22 would run the app's start-up and shut-down on every invocation (lifespan "auto"):
 a new database pool and buffer client per request. Instead the app's lifespan is entered once,
 on the first invocation, on the event loop Mangum uses, and left open for the container's life;
-Lambda freezes the container between invocations and ends it without warning.
+Lambda freezes the container between invocations and ends it without warning. Once started,
+what start-up made is frozen out of the garbage collector's sight (`topup/heap.py`).
 
 A frozen container's event loop does not run, so it cannot notice the database ending its idle
 sessions (`TOPUP_DATABASE_IDLE_SESSION_S`): after a pause of half that time the app's pooled
@@ -19,6 +20,8 @@ from typing import Any, cast
 
 from litestar import Litestar
 from mangum import Mangum
+
+from topup import heap
 
 
 class LambdaHandler:
@@ -56,6 +59,7 @@ class LambdaHandler:
             self._lifespan = None  # the next invocation tries the start-up again
             raise
         self.started += 1
+        heap.settle()
 
     def _after_a_pause(self) -> bool:
         if self._stale_after_s is None or self._last_end is None:

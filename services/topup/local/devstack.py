@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from topup import accounts, sites
+from topup import accounts, heap, sites
 from topup.database import connect, migrate
 from topup.local.demo import create_demo_app
 from topup.local.embedded_postgres import database
@@ -221,6 +221,7 @@ async def _serve(app: LocalRouter, host: str, port: int, on_ready: Callable[[], 
     while not server.started and not serving.done():  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     if server.started:
+        heap.settle()
         on_ready()
     await serving
     if not server.started:
