@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from process.app import create_app
-from process.store import _meanwhile
+from process.store import EXISTING_SESSIONS, _meanwhile
 from tests.conftest import LiveServer
 from tests.fixtures import CHROME_MAC, IP_US, SAFARI_IPHONE, deliver, delivery_body, event
 from topup import accounts, sites
@@ -443,3 +443,25 @@ async def test_a_new_sessions_hour_already_stored_is_added_to_not_refused(proces
     )
     assert dict(row) == {"pageviews": 2, "events": 2, "exit_page": "/now"}
     assert await usage(db, free.id) == {"accepted": 1}
+
+
+async def test_sessions_are_looked_up_by_index_in_a_day_partition_not_analysed_yet(
+    process, db, site
+):
+    """Postgres keeps a prepared statement's generic plan, made on its first runs: for process,
+    often while the day's partition is small and not analysed yet. That plan must still find
+    each session through the (site, session, ts) index, not read the site's whole day."""
+    events = [event(site.id, f"https://example.com/{i}", session=f"tab-{i}") for i in range(40)]
+    assert (await deliver(process, delivery_body([events]))).status_code == 200
+    assert await db.fetchval("SELECT count(*) FROM initial_events") == 40
+    sessions = await db.fetch("SELECT site_id, session_id, ts::date AS day FROM initial_events")
+    await db.execute("SET plan_cache_mode = force_generic_plan")
+    await db.execute(f"PREPARE look_up(uuid[], bigint[], date, int) AS {EXISTING_SESSIONS}")
+    # EXECUTE with literals: parameters sent with it would get a plan made for their values.
+    site_ids = "{" + ",".join(str(r["site_id"]) for r in sessions) + "}"
+    session_ids = "{" + ",".join(str(r["session_id"]) for r in sessions) + "}"
+    execute = f"EXECUTE look_up('{site_ids}', '{session_ids}', '{sessions[0]['day']}', 1)"
+    plan = "\n".join(r[0] for r in await db.fetch(f"EXPLAIN {execute}"))
+    assert "site_id_session_id_ts_idx" in plan, plan
+    assert "Filter" not in plan, plan  # site, session and time are all conditions of the index
+    assert len(await db.fetch(execute)) == 40

@@ -99,6 +99,19 @@ class Session(msgspec.Struct, frozen=True):
     began: date
 
 
+# (site, session) → its visitor id and the UTC day it began, for the given sessions begun since
+# a day. LATERAL and the (site, session, ts) index (migration 0012): a look-up per session,
+# whatever the planner believes of a day's partition not analysed yet.
+EXISTING_SESSIONS = """
+    SELECT s.site_id, s.session_id, i.visitor_id, (i.ts AT TIME ZONE 'UTC')::date AS began
+    FROM unnest($1::uuid[], $2::bigint[]) AS s(site_id, session_id)
+    CROSS JOIN LATERAL (
+        SELECT i.visitor_id, i.ts FROM initial_events i
+        WHERE i.site_id = s.site_id AND i.session_id = s.session_id
+          AND i.ts >= ($3::date - $4::int)::timestamp AT TIME ZONE 'UTC'
+        ORDER BY i.ts LIMIT 1) i"""
+
+
 async def _existing_sessions(
     conn: asyncpg.Connection, kept: list[Work]
 ) -> dict[tuple[uuid.UUID, int], Session]:
@@ -110,13 +123,7 @@ async def _existing_sessions(
     }
     since = min(w.raw.received_at for w in kept).date()
     rows = await conn.fetch(
-        """SELECT DISTINCT ON (i.site_id, i.session_id) i.site_id, i.session_id, i.visitor_id,
-                  (i.ts AT TIME ZONE 'UTC')::date AS began
-           FROM initial_events i
-           JOIN unnest($1::uuid[], $2::bigint[]) AS s(site_id, session_id)
-             ON i.site_id = s.site_id AND i.session_id = s.session_id
-           WHERE i.ts >= ($3::date - $4::int)::timestamp AT TIME ZONE 'UTC'
-           ORDER BY i.site_id, i.session_id, i.ts""",
+        EXISTING_SESSIONS,
         [p[0] for p in pairs],
         [p[1] for p in pairs],
         since,
