@@ -59,6 +59,9 @@ class LambdaHandler:
             self._lifespan = None  # the next invocation tries the start-up again
             raise
         self.started += 1
+        # The pool's connections are idle from here: settling the heap takes a while (a full
+        # collection), and the server may end an idle session meanwhile.
+        self._last_end = time.time()
         heap.settle()
 
     def _after_a_pause(self) -> bool:
