@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -48,6 +49,21 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
+# timestamptz on the wire: microseconds since Postgres's epoch.
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _encode_instant(instant: datetime) -> tuple[int]:
+    # An aware datetime only: a naive one raises TypeError here rather than being read as
+    # local time.
+    return ((instant - _PG_EPOCH) // _MICROSECOND,)
+
+
+def _decode_instant(wire: tuple[int]) -> datetime:
+    return _PG_EPOCH + timedelta(microseconds=wire[0])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb (event props) travels as Python objects, in the binary format so COPY can carry it:
     # a version byte (1) followed by the JSON text.
@@ -57,6 +73,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         decoder=lambda data: msgspec.json.decode(data[1:]),
         schema="pg_catalog",
         format="binary",
+    )
+    # timestamptz as an integer: asyncpg's own encoder converts each value to UTC and builds a
+    # timedelta in Python objects (measured: 568 ns a value in a COPY, 745 in an array; this
+    # one 271 and 438). process sends ~3 per event (the event, its session's hour summary,
+    # the rate limit's hour).
+    await conn.set_type_codec(
+        "timestamptz",
+        encoder=_encode_instant,
+        decoder=_decode_instant,
+        schema="pg_catalog",
+        format="tuple",
     )
 
 
