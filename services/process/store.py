@@ -401,9 +401,11 @@ async def _store_events(
     rows: list[Pending],
     existing: dict[tuple[uuid.UUID, int], Session],
     careful: bool,
+    copied: list[tuple[Any, ...]],
 ) -> tuple[list[Pending], list[EventRow], list[InitialRow], Hours]:
     """Store the events the allowance covers: those stored and those refused, with the new
-    sessions' initial rows and the stored events' session hours."""
+    sessions' initial rows and the stored events' session hours. `copied`: the COPY rows of
+    the events before the rate limit (`rows` or more)."""
     if careful:
         inserted = await _insert_new(conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows])
         stored, refused = await _grant(conn, [(e, w) for e, w in rows if e.event_id in inserted])
@@ -415,7 +417,9 @@ async def _store_events(
     # Event ids are fresh: all will be stored (else UniqueViolationError, and careful), so the
     # allowance is granted first and the events beyond it are never copied.
     stored, refused = await _grant(conn, rows)
-    copy = _copy(conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in stored])
+    if len(copied) != len(stored):  # some were rate limited or refused
+        copied = [as_tuple(e) for e, _ in stored]
+    copy = _copy(conn, "events", EVENT_COLUMNS, copied)
     return stored, refused, *await _meanwhile(copy, _session_rows(stored, existing))
 
 
@@ -461,6 +465,7 @@ async def _write(
             return None
         rows: list[Pending] = []
         limited: list[EventRow] = []
+        copied: list[tuple[Any, ...]] = []
         existing: dict[tuple[uuid.UUID, int], Session] = {}
         if kept:
             site_ids = list({w.site.id for w in kept if w.site is not None})
@@ -470,9 +475,13 @@ async def _write(
             forget = rollups.forget(conn, *_changed_days(kept, existing))
             keys = await _meanwhile(forget, lambda: _visitor_hours(rows))
             limits = {w.site.id: w.site.visitor_hourly_limit for w in kept if w.site is not None}
-            rows, limited = await _rate_limit(conn, rows, keys, limits)
+            limiting = asyncio.ensure_future(_rate_limit(conn, rows, keys, limits))
+            copied = await _meanwhile(limiting, lambda: [as_tuple(e) for e, _ in rows])
+            rows, limited = limiting.result()
             usage.update((e.site_id, e.ts.date(), DropReason.RATE_LIMITED.value) for e in limited)
-        stored, refused, initials, hours = await _store_events(conn, rows, existing, careful)
+        stored, refused, initials, hours = await _store_events(
+            conn, rows, existing, careful, copied
+        )
         usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
         initial_rows = [as_tuple(i) for i in initials]
         copy_initials = (_insert_new if careful else _copy)(
@@ -481,7 +490,10 @@ async def _write(
         begun = None if careful else {(i.site_id, i.session_id) for i in initials}
         hours_rows = await _meanwhile(copy_initials, lambda: visit_hours.rows(hours, begun))
         await visit_hours.add(conn, hours_rows)
-        usage.update((e.site_id, e.ts.date(), ACCEPTED) for e, _ in stored)
+        # Every stored event is in exactly one of its session's hours.
+        usage.update(
+            {(site, day, ACCEPTED): n for (site, day), n in visit_hours.by_day(hours).items()}
+        )
         await _add_usage(conn, usage)
         dropped = len(drops) + len(limited) + len(refused)
         await conn.execute(

@@ -6,6 +6,7 @@ equals what `topup_rebuild_visit_hours` computes from `events` and `initial_even
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
@@ -55,6 +56,14 @@ def summarise(
             if summary.exit_ts is None or (ts, page) > (summary.exit_ts, summary.exit_page):
                 summary.exit_ts, summary.exit_page = ts, page
     return hours
+
+
+def by_day(hours: dict[Key, HourSummary]) -> Counter[tuple[uuid.UUID, date]]:
+    """The events in `hours` by site and UTC day."""
+    days: Counter[tuple[uuid.UUID, date]] = Counter()
+    for (site, hour, _, _), summary in hours.items():
+        days[site, hour.date()] += summary.events
+    return days
 
 
 COLUMNS = (
