@@ -152,5 +152,47 @@ async def test_process_handler_outlives_the_database_ending_its_idle_session(
 
     env = process_env(database_url, tmp_path) | {"TOPUP_DATABASE_IDLE_SESSION_S": "0.5"}
     result = invoke("process.handler", [delivery("a"), delivery("b")], env, pause_s=1.5)
-    assert [a["statusCode"] for a in result["answers"]] == [200, 200]
+    assert [a["statusCode"] for a in result["answers"]] == [200, 200], result["answers"]
     assert await db.fetchval("SELECT count(*) FROM events") == 2
+
+
+SLOW_START = """
+import os, time
+from contextlib import asynccontextmanager
+from litestar import Litestar, Request, post
+from topup.database import create_pool
+from topup.lambda_adapter import LambdaHandler
+
+
+@asynccontextmanager
+async def lifespan(app):
+    app.state.pool = await create_pool(os.environ["TOPUP_DATABASE_URL"], idle_session_s=0.5)
+    # Start-up goes on after the pool's first connection with work that holds the event loop
+    # (as settling the heap does), so nothing notices the server ending the idle session.
+    time.sleep(0.8)
+    yield
+    await app.state.pool.close()
+
+
+@post("/", status_code=200)
+async def one(request: Request) -> int:
+    return await request.app.state.pool.fetchval("SELECT 1")
+
+
+handler = LambdaHandler(Litestar([one], lifespan=[lifespan]), idle_session_s=0.5)
+"""
+
+
+async def test_a_start_up_slower_than_the_idle_session_timeout_renews_its_connections(
+    database_url, tmp_path
+):
+    """Start-up may go on after the pool makes its first connection; if that outlasts the
+    server's idle-session timeout, the first request must get a live connection, not the one
+    the server ended."""
+    (tmp_path / "slow_start.py").write_text(SLOW_START)
+    request = function_url_event(rawPath="/")
+    request["requestContext"]["http"] |= {"path": "/"}
+    env = {"TOPUP_DATABASE_URL": database_url, "PYTHONPATH": str(tmp_path)}
+    result = invoke("slow_start", [request, request], env)
+    assert [a["statusCode"] for a in result["answers"]] == [200, 200], result["answers"]
+    assert [a["body"] for a in result["answers"]] == ["1", "1"]

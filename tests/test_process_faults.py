@@ -214,3 +214,41 @@ async def test_process_killed_mid_delivery_then_restarted_stores_everything_once
     assert await db.fetchval("SELECT count(DISTINCT event_id) FROM events") == 8001
     assert await db.fetchval("SELECT events FROM usage_daily WHERE outcome = 'accepted'") == 8001
     assert await db.fetchval("SELECT allowance_remaining FROM sites") == 100_000 - 8001
+
+
+async def test_an_archive_slower_than_the_idle_session_timeout_fails_nothing(database_url, db):
+    """The archive is written holding no database connection: one slower than the database lets
+    a session sit idle (TOPUP_DATABASE_IDLE_SESSION_S; Aurora ends them so it may pause) must
+    not fail the delivery, nor make Firehose send it again (and the archive get it twice)."""
+    from process import geo, user_agents
+    from process.deliveries import Processor, read_delivery
+    from process.site_directory import SiteDirectory
+    from process.visitors import Salts
+    from topup.database import create_pool
+
+    class SlowArchive:  # a stand-in for an archive that takes its time (Firehose, S3)
+        def __init__(self) -> None:
+            self.rows = 0
+
+        async def write(self, events: list, initials: list) -> None:
+            await asyncio.sleep(1.2)
+            self.rows += len(events)
+
+    account = await accounts.create_account(db, "Acme")
+    site = await sites.create_site(db, account.id, name="x", domains=["example.com"],
+                                   tier=Tier.PRIVACY_POLICY, allowance=100)  # fmt: skip
+    body = delivery_body([[event(site.id), event(site.id, "https://example.com/b")]])
+    archive = SlowArchive()
+    user_agents.warm_up()  # as start-up does: the steps must not keep the session idle either
+    geo.warm_up()
+    pool = await create_pool(database_url, max_size=1, idle_session_s=0.5)
+    try:
+        processor = Processor(pool, archive, SiteDirectory(), Salts())  # type: ignore[arg-type]
+        result = await processor.handle(read_delivery(json.dumps(body).encode(), None))
+    finally:
+        await pool.close()
+    assert (result.accepted, result.redelivered, archive.rows) == (2, False, 2)
+    archived = await db.fetchval(
+        "SELECT archived_at FROM processed_deliveries WHERE request_id = $1", body["requestId"]
+    )
+    assert archived is not None

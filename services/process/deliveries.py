@@ -160,8 +160,11 @@ class Processor:
                     )
                     if written is None:  # fully done before: only the answer was lost
                         return await self._totals(conn, delivery.request_id)
-                assert written is not None
-                await self.archive.write(written.events, written.initials)
+            assert written is not None
+            # Holding no connection: the archive may take longer than the database lets a
+            # session sit idle (TOPUP_DATABASE_IDLE_SESSION_S).
+            await self.archive.write(written.events, written.initials)
+            async with self.pool.acquire() as conn:
                 await store.mark_archived(conn, delivery.request_id)
                 await self._keep_counts_current(conn, {e.site_id for e in written.events})
             return DeliveryResult(

@@ -52,16 +52,18 @@ class LambdaHandler:
             return
         loop = asyncio.get_event_loop()
         ready: asyncio.Future[None] = loop.create_future()
+        # The pool's first connections may be idle from the start: start-up goes on after it
+        # makes them (the archive's tables, then settling the heap), and a slow start-up must
+        # renew them like a pause, or the server may have ended them meanwhile.
+        self._last_end = time.time()
         self._lifespan = loop.create_task(self._hold_lifespan(ready))
         try:
             loop.run_until_complete(ready)
         except BaseException:
             self._lifespan = None  # the next invocation tries the start-up again
+            self._last_end = None
             raise
         self.started += 1
-        # The pool's connections are idle from here: settling the heap takes a while (a full
-        # collection), and the server may end an idle session meanwhile.
-        self._last_end = time.time()
         heap.settle()
 
     def _after_a_pause(self) -> bool:
