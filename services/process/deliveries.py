@@ -26,9 +26,8 @@ from topup.wire import (
     DeliveryRequest,
     IngestedEvent,
     UndecodableError,
-    decode_event,
-    decode_record,
     decode_untrusted,
+    read_record,
 )
 
 log = logging.getLogger(__name__)
@@ -113,17 +112,8 @@ def decode_events(
     now = datetime.now(UTC)
     earliest, latest = now - max_age, now + CLOCK_SKEW
     for record in delivery.records:
-        try:
-            decoded = decode_record(record.data)
-        except UndecodableError:
-            decoded = []
-            for line in record.data.splitlines():  # to tell the malformed lines from the rest
-                if not line.strip():
-                    continue
-                try:
-                    decoded.append(decode_event(line))
-                except UndecodableError:
-                    invalid += 1
+        decoded, malformed = read_record(record.data)
+        invalid += len(malformed)
         for event in decoded:
             if earliest <= event.received_at <= latest:
                 events.append(event)

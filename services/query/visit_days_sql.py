@@ -35,6 +35,7 @@ from query.visit_sql import VISITOR, on_the_hour
 from topup.local_days import EVENT_VALUES
 from topup.open_days import ON_INITIAL_ROW, counted_before, member
 from topup.tiers import Tier
+from topup.utc import hour_of
 from topup.visit_days import ATTRIBUTES, midnight
 
 TOTALS = frozenset(
@@ -157,7 +158,7 @@ def _rest_events(sql: Params, spans: dict[str, list[Span]], site: str, select: s
     FROM events e
     WHERE e.site_id = {site} AND ({_within(sql, "e.ts", within)})"""
         # From the hour of each span's start: a count's end may fall inside an hour.
-        hours = [(lo.replace(minute=0, second=0, microsecond=0), hi) for lo, hi in within]
+        hours = [(hour_of(lo), hi) for lo, hi in within]
         carried = f"""FROM visit_hours c
           WHERE c.site_id = {site} AND ({_within(sql, "c.hour", hours)}) AND c.continued"""
         if which == BEGUN:

@@ -98,13 +98,29 @@ def decode_event(line: bytes) -> IngestedEvent:
     return decode_untrusted(_record_decoder, line, "event")
 
 
+def read_record(data: bytes) -> tuple[list[IngestedEvent], list[UndecodableError]]:
+    """The well-formed events of one buffer record, and what is wrong with each malformed line."""
+    try:  # all lines at once, the usual case (on process's hot path)
+        return _record_decoder.decode_lines(data), []
+    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
+        pass  # line by line, to tell the malformed lines from the rest
+    events: list[IngestedEvent] = []
+    errors: list[UndecodableError] = []
+    for line in data.splitlines():
+        if line.strip():
+            try:
+                events.append(decode_event(line))
+            except UndecodableError as exc:
+                errors.append(exc)
+    return events, errors
+
+
 def decode_record(data: bytes) -> list[IngestedEvent]:
     """The events of one buffer record; raises `UndecodableError` on a malformed line."""
-    try:  # all lines at once, the usual case (on process's hot path)
-        return _record_decoder.decode_lines(data)
-    except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError):
-        pass  # line by line, for the message naming what is wrong
-    return [decode_event(line) for line in data.splitlines() if line.strip()]
+    events, errors = read_record(data)
+    if errors:
+        raise errors[0]
+    return events
 
 
 # -- Firehose's HTTP endpoint delivery protocol (what the ingest stream POSTs to process)
