@@ -261,6 +261,19 @@ async def test_a_flood_from_one_visitor_costs_the_site_at_most_the_limit(process
     )
 
 
+async def test_events_an_overlapping_delivery_carries_again_count_nowhere(process, db, site):
+    """Not toward their visitor's hourly limit either: the visitor below keeps to it."""
+    await db.execute("UPDATE sites SET visitor_hourly_limit = 10 WHERE id = $1", site.id)
+    sent = [event(site.id, f"https://example.com/{i}") for i in range(8)]
+    more = [event(site.id, f"https://example.com/more/{i}") for i in range(2)]
+    assert (await deliver(process, delivery_body([sent]))).status_code == 200
+    assert (await deliver(process, delivery_body([sent + more]))).status_code == 200
+    assert await db.fetchval("SELECT count(*) FROM events WHERE site_id = $1", site.id) == 10
+    assert await usage(db, site.id) == {"accepted": 10}
+    remaining = await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id)
+    assert remaining == 1000 - 10
+
+
 async def test_without_a_hash_the_session_is_the_visitor(process, db):
     account = await accounts.create_account(db, "Acme")
     free = await sites.create_site(

@@ -19,9 +19,9 @@ In order, inside the transaction:
    (the latest ones) are `over_allowance`. Then COPY the granted events in: event ids are fresh
    UUIDv7s, so straight into the table, while process works out the initial rows and the
    session hours meanwhile. If one is already stored (an overlapping delivery), the
-   transaction is rolled back and redone `careful`: through a staging table and INSERT … ON
-   CONFLICT DO NOTHING first (such an event is skipped, counted nowhere), then the grant, and
-   the events beyond it are removed again.
+   transaction is rolled back and redone `careful`: right after taking the locks (so no other
+   delivery can store one of these meanwhile), the events already stored are looked up and
+   skipped, counted nowhere — not as accepted again, nor toward their visitor's hourly limit.
 6. Insert the initial rows, add the stored events to their sessions' `visit_hours` (the
    summary the dashboard's visit-level queries read; a row says whether its session began on
    an earlier UTC day, from the session's initial row), add the day's usage (accepted, and dropped
@@ -201,25 +201,19 @@ async def _copy(
         await conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
-async def _insert_new(
-    conn: asyncpg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple]
-) -> set[uuid.UUID]:
-    """The careful way: store the rows not stored yet (COPY into a staging table, then INSERT …
-    ON CONFLICT DO NOTHING); their ids."""
-    if not rows:
-        return set()
-    stage = f"stage_{table}"
-    await conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
+async def _not_stored_yet(conn: asyncpg.Connection, kept: list[Work]) -> list[Work]:
+    """The careful way, holding the sites' locks: the events an overlapping delivery has not
+    stored already."""
+    instants = [w.raw.received_at for w in kept]
+    stored = await conn.fetch(
+        """SELECT event_id FROM events
+           WHERE event_id = ANY($1::uuid[]) AND ts BETWEEN $2 AND $3""",
+        [w.raw.event_id for w in kept],
+        min(instants),
+        max(instants),
     )
-    await conn.copy_records_to_table(stage, records=rows, columns=list(columns))
-    cols = ", ".join(columns)
-    inserted = await conn.fetch(
-        f"""INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}
-            ON CONFLICT DO NOTHING RETURNING event_id"""
-    )
-    await conn.execute(f"TRUNCATE {stage}")
-    return {r["event_id"] for r in inserted}
+    already = {r["event_id"] for r in stored}
+    return [w for w in kept if w.raw.event_id not in already]
 
 
 VisitorHour = tuple[uuid.UUID, int, datetime]  # what the rate limit counts by: site, visitor, hour
@@ -387,34 +381,16 @@ async def _meanwhile(
         await running  # the connection is free again, and its error (if any) is raised
 
 
-def _through(work: Generator[None, None, T]) -> T:
-    """`work` done without pausing."""
-    while True:
-        try:
-            next(work)
-        except StopIteration as finished:
-            return finished.value
-
-
 async def _store_events(
     conn: asyncpg.Connection,
     rows: list[Pending],
     existing: dict[tuple[uuid.UUID, int], Session],
-    careful: bool,
     copied: list[tuple[Any, ...]],
 ) -> tuple[list[Pending], list[EventRow], list[InitialRow], Hours]:
     """Store the events the allowance covers: those stored and those refused, with the new
     sessions' initial rows and the stored events' session hours. `copied`: the COPY rows of
     the events before the rate limit (`rows` or more)."""
-    if careful:
-        inserted = await _insert_new(conn, "events", EVENT_COLUMNS, [as_tuple(e) for e, _ in rows])
-        stored, refused = await _grant(conn, [(e, w) for e, w in rows if e.event_id in inserted])
-        if refused:
-            await conn.execute(
-                "DELETE FROM events WHERE event_id = ANY($1::uuid[])", [e.event_id for e in refused]
-            )
-        return stored, refused, *_through(_session_rows(stored, existing))
-    # Event ids are fresh: all will be stored (else UniqueViolationError, and careful), so the
+    # None of these events is stored yet (else UniqueViolationError, and careful), so the
     # allowance is granted first and the events beyond it are never copied.
     stored, refused = await _grant(conn, rows)
     if len(copied) != len(stored):  # some were rate limited or refused
@@ -470,6 +446,9 @@ async def _write(
         if kept:
             site_ids = list({w.site.id for w in kept if w.site is not None})
             await lock_sites(conn, site_ids)
+            if careful:
+                kept = await _not_stored_yet(conn, kept)
+        if kept:
             existing = await _existing_sessions(conn, kept)
             rows = _sessions(kept, existing)
             forget = rollups.forget(conn, *_changed_days(kept, existing))
@@ -479,14 +458,10 @@ async def _write(
             copied = await _meanwhile(limiting, lambda: [as_tuple(e) for e, _ in rows])
             rows, limited = limiting.result()
             usage.update((e.site_id, e.ts.date(), DropReason.RATE_LIMITED.value) for e in limited)
-        stored, refused, initials, hours = await _store_events(
-            conn, rows, existing, careful, copied
-        )
+        stored, refused, initials, hours = await _store_events(conn, rows, existing, copied)
         usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
         initial_rows = [as_tuple(i) for i in initials]
-        copy_initials = (_insert_new if careful else _copy)(
-            conn, "initial_events", INITIAL_COLUMNS, initial_rows
-        )
+        copy_initials = _copy(conn, "initial_events", INITIAL_COLUMNS, initial_rows)
         begun = None if careful else {(i.site_id, i.session_id) for i in initials}
         hours_rows = await _meanwhile(copy_initials, lambda: visit_hours.rows(hours, begun))
         await visit_hours.add(conn, hours_rows)
