@@ -226,6 +226,27 @@ async def test_concurrent_deliveries_never_overspend_the_allowance(settings, db)
     )
 
 
+async def test_concurrent_overlapping_deliveries_store_and_count_each_event_once(settings, db):
+    account = await accounts.create_account(db, "Acme")
+    site = await sites.create_site(
+        db, account.id, name="x", domains=["example.com"], tier=Tier.PRIVACY_POLICY, allowance=100
+    )
+    sent = [event(site.id, f"https://example.com/{i}", session=f"tab-{i // 4}") for i in range(35)]
+    # Six deliveries at once, each carrying ten events, five of them also in the next one.
+    bodies = [delivery_body([sent[5 * d : 5 * d + 10]]) for d in range(6)]
+    server = LiveServer(create_app(settings))
+    async with server, server.client() as client:
+        answers = await asyncio.gather(*(deliver(client, b) for b in bodies))
+    assert [a.status_code for a in answers] == [200] * 6
+    assert await db.fetchval("SELECT count(DISTINCT event_id) FROM events") == 35
+    assert await db.fetchval("SELECT count(*) FROM events") == 35
+    assert await db.fetchval("SELECT count(*) FROM initial_events") == 9
+    assert await usage(db, site.id) == {"accepted": 35}
+    assert await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id) == 65
+    assert await db.fetchval("SELECT sum(events) FROM visit_hours") == 35
+    assert await db.fetchval("SELECT sum(events) FROM visitor_counters") == 35
+
+
 async def test_archive_holds_what_postgres_holds(process, db, site, settings):
     from pathlib import Path
 
