@@ -289,10 +289,40 @@ async def test_events_an_overlapping_delivery_carries_again_count_nowhere(proces
     more = [event(site.id, f"https://example.com/more/{i}") for i in range(2)]
     assert (await deliver(process, delivery_body([sent]))).status_code == 200
     assert (await deliver(process, delivery_body([sent + more]))).status_code == 200
+    assert (await deliver(process, delivery_body([more]))).status_code == 200  # all stored
     assert await db.fetchval("SELECT count(*) FROM events WHERE site_id = $1", site.id) == 10
     assert await usage(db, site.id) == {"accepted": 10}
     remaining = await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id)
     assert remaining == 1000 - 10
+
+
+async def test_stored_events_carried_again_past_the_allowance_count_nowhere(database_url, db):
+    """The allowance is spent, and a delivery carries stored events again with one new one:
+    only the new one is `over_allowance`. (The steps' quick check reads the allowance as the
+    process cached it, here as it was before the first delivery, so the exact grant refuses.)"""
+    from process.deliveries import Processor, read_delivery
+    from process.site_directory import SiteDirectory
+    from process.visitors import Salts
+    from topup.database import create_pool
+
+    class Archive:
+        async def write(self, events: list, initials: list) -> None:
+            pass
+
+    account = await accounts.create_account(db, "Acme")
+    site = await sites.create_site(db, account.id, name="x", domains=["example.com"],
+                                   tier=Tier.PRIVACY_POLICY, allowance=5)  # fmt: skip
+    sent = [event(site.id, f"https://example.com/{i}") for i in range(5)]
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        processor = Processor(pool, Archive(), SiteDirectory(ttl_s=3600), Salts())
+        for batch in ([sent], [[*sent, event(site.id, "https://example.com/new")]]):
+            await processor.handle(read_delivery(json.dumps(delivery_body(batch)).encode(), None))
+    finally:
+        await pool.close()
+    assert await db.fetchval("SELECT count(*) FROM events") == 5
+    assert await usage(db, site.id) == {"accepted": 5, "over_allowance": 1}
+    assert await db.fetchval("SELECT allowance_remaining FROM sites WHERE id = $1", site.id) == 0
 
 
 async def test_without_a_hash_the_session_is_the_visitor(process, db):

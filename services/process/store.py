@@ -22,6 +22,8 @@ In order, inside the transaction:
    transaction is rolled back and redone `careful`: right after taking the locks (so no other
    delivery can store one of these meanwhile), the events already stored are looked up and
    skipped, counted nowhere — not as accepted again, nor toward their visitor's hourly limit.
+   The events the rate limit or the allowance cut never reach the COPY, so when some are cut
+   they are looked up, and if one is stored the delivery goes the careful way too.
 6. Insert the initial rows, add the stored events to their sessions' `visit_hours` (the
    summary the dashboard's visit-level queries read; a row says whether its session began on
    an earlier UTC day, from the session's initial row), add the day's usage (accepted, and dropped
@@ -201,18 +203,30 @@ async def _copy(
         await conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
-async def _not_stored_yet(conn: asyncpg.Connection, kept: list[Work]) -> list[Work]:
-    """The careful way, holding the sites' locks: the events an overlapping delivery has not
-    stored already."""
-    instants = [w.raw.received_at for w in kept]
+class _StoredBeforeError(Exception):
+    """Some events this delivery cut (rate limit, allowance) were stored by an overlapping one:
+    they must not count as cut, so the delivery is written again `careful`."""
+
+
+async def _stored_before(
+    conn: asyncpg.Connection, events: list[tuple[uuid.UUID, datetime]]
+) -> set[uuid.UUID]:
+    """Of these events (id, instant), those already stored. Holding their sites' locks, so no
+    other delivery stores one meanwhile."""
+    instants = [ts for _, ts in events]
     stored = await conn.fetch(
         """SELECT event_id FROM events
            WHERE event_id = ANY($1::uuid[]) AND ts BETWEEN $2 AND $3""",
-        [w.raw.event_id for w in kept],
+        [event_id for event_id, _ in events],
         min(instants),
         max(instants),
     )
-    already = {r["event_id"] for r in stored}
+    return {r["event_id"] for r in stored}
+
+
+async def _not_stored_yet(conn: asyncpg.Connection, kept: list[Work]) -> list[Work]:
+    """The careful way: the events an overlapping delivery has not stored already."""
+    already = await _stored_before(conn, [(w.raw.event_id, w.raw.received_at) for w in kept])
     return [w for w in kept if w.raw.event_id not in already]
 
 
@@ -409,7 +423,7 @@ async def write_delivery(
     """Store a delivery's events; None if this request id was stored before."""
     try:
         return await _write(conn, request_id, kept, drops, partitions, careful=False)
-    except asyncpg.UniqueViolationError:
+    except (asyncpg.UniqueViolationError, _StoredBeforeError):
         # Some of these events were stored by an overlapping delivery: go the careful way.
         return await _write(conn, request_id, kept, drops, partitions, careful=True)
 
@@ -459,6 +473,9 @@ async def _write(
             rows, limited = limiting.result()
             usage.update((e.site_id, e.ts.date(), DropReason.RATE_LIMITED.value) for e in limited)
         stored, refused, initials, hours = await _store_events(conn, rows, existing, copied)
+        cut = limited + refused
+        if cut and not careful and await _stored_before(conn, [(e.event_id, e.ts) for e in cut]):
+            raise _StoredBeforeError  # the COPY would have found them; it never saw these
         usage.update((e.site_id, e.ts.date(), DropReason.OVER_ALLOWANCE.value) for e in refused)
         initial_rows = [as_tuple(i) for i in initials]
         copy_initials = _copy(conn, "initial_events", INITIAL_COLUMNS, initial_rows)
