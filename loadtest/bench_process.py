@@ -146,7 +146,7 @@ async def run(database_url: str, full: bool) -> dict[str, Any]:
         "raw_copy_per_delivery_events_per_s": round(measured / per_delivery_s),
         "ratio_to_raw_copy_per_delivery": round(ours / (measured / per_delivery_s), 3),
         "decode_and_copy_per_delivery_events_per_s": round(measured / floor_s),
-        "decode_and_copy_ratio_to_raw_copy": round(copy_s / floor_s, 3),
+        "decode_and_copy_ratio_to_raw_copy": round(measured / floor_s / baseline, 3),
         "sessions_per_event": round(len(initials) / len(events), 3),
         # What the database server spent per stored event (the cost model's Aurora inputs).
         "postgres_cpu_us_per_event": _per_event(ours_on_postgres.usage.cpu_s, accepted, 1e6),
